@@ -1,0 +1,17 @@
+//! What lakecat's training and scoring share, in exactly one place: the taxonomy, the text
+//! vectorizer, the image preprocessing and the model bundle that carries all of them next to the
+//! ONNX network. Training writes a bundle with these types; scoring reads it back with the same
+//! code, so the two cannot drift apart.
+
+pub mod bundle;
+pub mod error;
+pub mod onnx;
+pub mod preprocess;
+pub mod taxonomy;
+pub mod text;
+
+pub use bundle::{Bundle, BundleBuilder, Manifest, ModelInputs, TrainingSource};
+pub use error::{Error, Result};
+pub use preprocess::{ImageError, ImagePreprocessor, ImageSpec};
+pub use taxonomy::{Node, Taxonomy};
+pub use text::{TextError, TextSpec, TextVectorizer};

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what lakecat needs beyond the Rust toolchain, into this checkout only:
+# ONNX Runtime's shared library from its PyPI wheel (onnxruntime, or onnxruntime-gpu on a
+# machine with an NVIDIA driver), in .venv. The lakecat binary finds it there by itself.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION="${LAKECAT_ORT_VERSION:-1.31.1}"
+if [[ -z "${LAKECAT_ORT_PACKAGE:-}" ]] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  LAKECAT_ORT_PACKAGE="onnxruntime-gpu[cuda,cudnn]"
+fi
+PACKAGE="${LAKECAT_ORT_PACKAGE:-onnxruntime}"
+
+PYTHON="${PYTHON:-python3}"
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "setup: $PYTHON not found; lakecat needs Python 3 with pip to install ONNX Runtime" >&2
+  exit 1
+fi
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null 2>&1; then
+  echo "setup: installing $PACKAGE==$ORT_VERSION into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$PACKAGE==$ORT_VERSION"
+fi
+ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null

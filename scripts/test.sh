@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command of the README: sets up ONNX Runtime, then runs every test of the workspace
+# (unit tests, the integration tests in tests/it and the SQL logic tests in sql/*.slt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo test --workspace "$@"

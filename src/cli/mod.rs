@@ -1,0 +1,55 @@
+//! Subcommands, one file each.
+
+mod demo;
+mod import;
+mod sql;
+
+use clap::{Parser, Subcommand};
+
+/// Categorize product catalogs in a lakehouse.
+///
+/// lakecat scores Delta tables of products in SQL with `categorize(image, title, description)`,
+/// backed by a model bundle run by ONNX Runtime. Start with `lakecat demo`, then `lakecat import`
+/// your own products and query them with `lakecat sql`.
+#[derive(Debug, Parser)]
+#[command(name = "lakecat", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Demo(demo::DemoArgs),
+    Import(import::ImportArgs),
+    Sql(sql::SqlArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Import(args) => import::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
+    }
+}
+
+/// `--mode` of commands that write a Delta table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteMode {
+    /// Refuse to write into an existing table.
+    Error,
+    /// Replace the table's contents (a new version; old versions stay readable).
+    Overwrite,
+    /// Add rows to the table.
+    Append,
+}
+
+impl From<WriteMode> for deltalake::protocol::SaveMode {
+    fn from(mode: WriteMode) -> Self {
+        match mode {
+            WriteMode::Error => Self::ErrorIfExists,
+            WriteMode::Overwrite => Self::Overwrite,
+            WriteMode::Append => Self::Append,
+        }
+    }
+}

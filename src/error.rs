@@ -1,0 +1,50 @@
+/// Errors of lakecat's jobs and session set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] lakecat_core::Error),
+    #[error(transparent)]
+    Scoring(#[from] lakecat_udfs::Error),
+    #[error(transparent)]
+    Training(#[from] lakecat_training::Error),
+    #[error("Delta table {location}: {source}")]
+    Delta {
+        location: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Input the user can fix: a missing column, a bad flag combination.
+    #[error("{0}")]
+    Input(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn delta(location: &str, source: deltalake::DeltaTableError) -> Self {
+        Self::Delta { location: location.to_string(), source }
+    }
+
+    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Self::Io { path: path.to_string(), source }
+    }
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::DataFusion(inner) => inner,
+            other => Self::External(Box::new(other)),
+        }
+    }
+}

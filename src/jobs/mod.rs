@@ -1,0 +1,8 @@
+//! lakecat's jobs: long-running work behind the CLI, written as builders so other programs can
+//! run them too.
+
+pub mod baseline;
+pub mod import;
+
+pub use baseline::BaselineJob;
+pub use import::{ImageStorage, ImportJob, ImportReport, Labels};

@@ -1,0 +1,14 @@
+//! lakecat: categorize product catalogs in a lakehouse.
+//!
+//! This crate holds the session set-up ([`session`]), the jobs ([`jobs`]) and the CLI; the SQL
+//! functions live in `lakecat-udfs`, the trainers in `lakecat-training`, and what both share in
+//! `lakecat-core`.
+
+pub mod delta;
+pub mod error;
+pub mod jobs;
+pub mod progress;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use session::{LakecatSession, SessionBuilder};

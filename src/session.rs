@@ -1,0 +1,82 @@
+//! A DataFusion session with Delta tables registered by name and lakecat's functions bound to
+//! one or more model bundles.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+use lakecat_udfs::{Device, EngineBuilder, ModelRegistry};
+
+use crate::{Result, delta};
+
+/// Builds a [`LakecatSession`].
+#[derive(Debug, Clone, Default)]
+pub struct SessionBuilder {
+    tables: Vec<(String, String, Option<u64>)>,
+    models: Vec<(String, PathBuf)>,
+    batch_size: Option<usize>,
+    device: Device,
+}
+
+impl SessionBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the Delta table at `location` (path or URL) as `name`, at its latest version.
+    pub fn with_table(self, name: impl Into<String>, location: impl Into<String>) -> Self {
+        self.with_table_version(name, location, None)
+    }
+
+    /// Registers the Delta table at `location` as `name` at `version` (latest when `None`).
+    pub fn with_table_version(mut self, name: impl Into<String>, location: impl Into<String>, version: Option<u64>) -> Self {
+        self.tables.push((name.into(), location.into(), version));
+        self
+    }
+
+    /// Loads the bundle at `path` as model `name`; the first model is the session's default.
+    pub fn with_model(mut self, name: impl Into<String>, path: impl AsRef<Path>) -> Self {
+        self.models.push((name.into(), path.as_ref().to_path_buf()));
+        self
+    }
+
+    /// Rows per ONNX Runtime call for every model (default: the engine's, 64).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Loads every model (refusing a bad bundle before any query runs) and registers every table.
+    pub async fn build(self) -> Result<LakecatSession> {
+        let ctx = SessionContext::new_with_config(lakecat_udfs::config::session_config());
+        let mut registry = ModelRegistry::new();
+        for (name, path) in &self.models {
+            let mut engine = EngineBuilder::new(path).with_device(self.device);
+            if let Some(batch_size) = self.batch_size {
+                engine = engine.with_batch_size(batch_size);
+            }
+            registry = registry.with_model(name, engine.build()?);
+        }
+        let models = Arc::new(registry);
+        lakecat_udfs::register_all(&ctx, models.clone());
+        for (name, location, version) in &self.tables {
+            let table = delta::open_table(location, *version).await?;
+            table.update_datafusion_session(&ctx.state()).map_err(|source| crate::Error::delta(location, source))?;
+            let provider = table.table_provider().await?;
+            ctx.register_table(name.as_str(), provider)?;
+        }
+        Ok(LakecatSession { ctx, models })
+    }
+}
+
+/// The session and the models its functions score with.
+#[derive(Clone)]
+pub struct LakecatSession {
+    pub ctx: SessionContext,
+    pub models: Arc<ModelRegistry>,
+}

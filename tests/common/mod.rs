@@ -1,0 +1,180 @@
+//! The lakehouse the integration and SQL logic tests run against, built once per test binary
+//! from the sample committed in data/sample (real products and images) plus generated bad input.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{BinaryArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use deltalake::protocol::SaveMode;
+use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgba};
+use lakecat::jobs::{BaselineJob, ImportJob, Labels};
+use lakecat::{LakecatSession, SessionBuilder};
+use lakecat_training::BaselineTrainer;
+
+pub struct Fixture {
+    pub root: PathBuf,
+    /// The fashion sample, imported with embedded images.
+    pub products: String,
+    /// Good and bad images of every kind the scoring path must survive.
+    pub bad_images: String,
+    /// Image locations: relative, absolute, file://, missing, refused.
+    pub image_uris: String,
+    /// Baseline bundle on text and images (the session's default model).
+    pub baseline: PathBuf,
+    /// Baseline bundle on text only.
+    pub text_only: PathBuf,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample_image(name: &str) -> PathBuf {
+    repo_root().join("data/sample/fashion/images").join(name)
+}
+
+/// A product of the sample: "Flying Machine Men Solid Blue Polo Tshirts", Apparel > Topwear > Tshirts.
+pub const GOOD_IMAGE: &str = "14063.jpg";
+
+/// Builds the fixture once per test binary (in its own runtime, so any test runtime can use it).
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(build()).expect("the test fixture builds")
+        })
+        .join()
+        .expect("the fixture thread")
+    })
+}
+
+/// A session with every fixture table and both models (`baseline` is the default).
+pub async fn session() -> LakecatSession {
+    let fixture = fixture();
+    SessionBuilder::new()
+        .with_table("products", &fixture.products)
+        .with_table("bad_images", &fixture.bad_images)
+        .with_table("image_uris", &fixture.image_uris)
+        .with_model("baseline", &fixture.baseline)
+        .with_model("text_only", &fixture.text_only)
+        .with_batch_size(16)
+        .build()
+        .await
+        .expect("the fixture session")
+}
+
+async fn build() -> lakecat::Result<Fixture> {
+    // One directory per test binary, rebuilt on every run.
+    let binary = std::env::current_exe().ok().and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()));
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lakecat-fixture-{}", binary.unwrap_or_default()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("fixture dir");
+    let table = |name: &str| root.join("lake").join(name).display().to_string();
+    let fixture = Fixture {
+        products: table("products"),
+        bad_images: table("bad_images"),
+        image_uris: table("image_uris"),
+        baseline: root.join("models/baseline"),
+        text_only: root.join("models/text_only"),
+        root,
+    };
+    let sample = repo_root().join("data/sample/fashion");
+    ImportJob::new(sample.join("products.csv"), &fixture.products)
+        .with_id_column("id")
+        .with_title_column("productDisplayName")
+        .with_images_dir(sample.join("images"))
+        .with_labels(Labels::Columns(vec!["masterCategory".into(), "subCategory".into(), "articleType".into()]))
+        .execute()
+        .await?;
+    BaselineJob::new(&fixture.products, &fixture.baseline).execute().await?;
+    BaselineJob::new(&fixture.products, &fixture.text_only)
+        .with_trainer(BaselineTrainer::new("text_only").with_inputs(false, true))
+        .execute()
+        .await?;
+    write_bad_images(&fixture.bad_images).await?;
+    write_image_uris(&fixture.image_uris).await?;
+    Ok(fixture)
+}
+
+fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image.write_to(&mut Cursor::new(&mut bytes), format).expect("encode");
+    bytes
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("fixture image")
+}
+
+async fn write_bad_images(location: &str) -> lakecat::Result<()> {
+    let good = read(&sample_image(GOOD_IMAGE));
+    let gradient = |x: u32, y: u32| (x * 4 + y * 2) as u16;
+    let png = encode(DynamicImage::ImageRgba8(ImageBuffer::from_fn(48, 48, |x, y| Rgba([200, 30, (x * 5) as u8, 128 + (y as u8)]))), ImageFormat::Png);
+    let mut corrupt_png = png.clone();
+    corrupt_png[60..120].fill(0x5A);
+    let images = repo_root().join("tests/data/images");
+    let rows: Vec<(&str, Option<Vec<u8>>, Option<&str>, Option<String>)> = vec![
+        ("good_jpeg", Some(good.clone()), Some("Nike Men Blue T-shirt"), None),
+        ("cmyk_jpeg", Some(read(&images.join("cmyk.jpg"))), None, None),
+        ("progressive_jpeg", Some(read(&images.join("progressive.jpg"))), None, None),
+        ("gray16_png", Some(encode(DynamicImage::ImageLuma16(ImageBuffer::from_fn(40, 30, |x, y| Luma([gradient(x, y) * 300]))), ImageFormat::Png)), None, None),
+        ("rgba_png", Some(png), None, None),
+        ("webp", Some(encode(DynamicImage::ImageRgba8(ImageBuffer::from_pixel(20, 20, Rgba([10, 200, 10, 255]))), ImageFormat::WebP)), None, None),
+        ("truncated_jpeg", Some(good[..good.len() / 2].to_vec()), Some("Blue shirt"), None),
+        ("zero_bytes", Some(Vec::new()), Some("Blue shirt"), None),
+        ("not_an_image", Some(b"hello world, not an image".to_vec()), Some("Blue shirt"), None),
+        ("corrupt_png", Some(corrupt_png), Some("Blue shirt"), None),
+        ("bomb_png", Some(read(&images.join("bomb.png"))), Some("Blue shirt"), None),
+        ("no_image", None, Some("Titan Women Analog Watch"), None),
+        ("nothing", None, None, None),
+        ("long_description", Some(good), Some("Blue shirt"), Some("cotton ".repeat(10_000))),
+    ];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("product_id", DataType::Utf8, false),
+        Field::new("image", DataType::Binary, true),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.0))),
+            Arc::new(BinaryArray::from_iter(rows.iter().map(|row| row.1.as_deref()))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|row| row.3.as_deref()))),
+        ],
+    )?;
+    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
+    Ok(())
+}
+
+async fn write_image_uris(location: &str) -> lakecat::Result<()> {
+    let absolute = sample_image(GOOD_IMAGE).display().to_string();
+    let rows: Vec<(&str, Option<String>, Option<&str>)> = vec![
+        ("relative_path", Some(format!("data/sample/fashion/images/{GOOD_IMAGE}")), None),
+        ("absolute_path", Some(absolute.clone()), None),
+        ("file_uri", Some(format!("file://{absolute}")), None),
+        ("missing_file", Some("data/sample/fashion/images/does-not-exist.jpg".into()), Some("Blue shirt")),
+        ("http_off", Some("http://169.254.169.254/latest/meta-data".into()), Some("Blue shirt")),
+        ("unknown_scheme", Some("ftp://example.com/shirt.jpg".into()), Some("Blue shirt")),
+        ("null_uri", None, Some("Titan Women Analog Watch")),
+    ];
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("product_id", DataType::Utf8, false),
+        Field::new("uri", DataType::Utf8, true),
+        Field::new("title", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.0))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|row| row.1.as_deref()))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))),
+        ],
+    )?;
+    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
+    Ok(())
+}

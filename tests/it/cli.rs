@@ -1,0 +1,95 @@
+//! The `lakecat` binary as users run it.
+
+use std::process::{Command, Output};
+
+use crate::common::fixture;
+
+fn lakecat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lakecat")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("lakecat runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_teaches_the_subcommands() {
+    let help = stdout(&lakecat(&["--help"]));
+    for command in ["demo", "import", "sql"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let sql = stdout(&lakecat(&["sql", "--help"]));
+    assert!(sql.contains("categorize([model,] image, title, description)") && sql.contains("SET lakecat."), "{sql}");
+    let import = stdout(&lakecat(&["import", "--help"]));
+    assert!(import.contains("--category-tree") && import.contains("lakecat import data/sample/fashion/products.csv"), "{import}");
+}
+
+#[test]
+fn sql_reads_a_table_version_and_prints_json() {
+    let fixture = fixture();
+    let table = format!("products={}@0", fixture.products);
+    let model = format!("baseline={}", fixture.baseline.display());
+    let output = lakecat(&[
+        "sql",
+        "--table",
+        &table,
+        "--model",
+        &model,
+        "--format",
+        "json",
+        "SELECT product_id, c.level_1, c.category FROM (SELECT product_id, categorize(image, title, description) AS c FROM products) WHERE product_id = '14063'",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), r#"{"product_id":"14063","level_1":"Apparel","category":"Tshirts"}"#);
+    assert!(stderr(&output).contains("model baseline: baseline@"), "{}", stderr(&output));
+}
+
+#[test]
+fn sql_writes_predictions_to_a_delta_table() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("predictions").display().to_string();
+    let table = format!("products={}", fixture.products);
+    let model = fixture.baseline.display().to_string();
+    let output = lakecat(&[
+        "sql",
+        "-t",
+        &table,
+        "-m",
+        &model,
+        "--output-table",
+        &target,
+        "SELECT product_id, categorize(image, title, description) AS prediction FROM products",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("wrote 239 rows"), "{}", stderr(&output));
+    let read_back = lakecat(&["sql", "-t", &format!("p={target}"), "--format", "csv", "SELECT count(*) AS n, count(prediction.error) AS errors FROM p"]);
+    assert_eq!(stdout(&read_back), "n,errors\n239,0\n", "{}", stderr(&read_back));
+}
+
+#[test]
+fn clear_errors_and_exit_codes() {
+    let output = lakecat(&["sql", "--model", "no/such/bundle", "SELECT 1"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("is not a directory"), "{}", stderr(&output));
+    let output = lakecat(&["sql", "--table", "t=no/such/table", "SELECT 1"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("is not a Delta table"), "{}", stderr(&output));
+    let output = lakecat(&["sql", "SELECT categorize(NULL, 'x', NULL)"]);
+    assert!(stderr(&output).contains("no model is loaded"), "{}", stderr(&output));
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = lakecat(&["demo", "--dir", &dir.path().display().to_string()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    for expected in ["leaf_accuracy", "level_3", "decode: truncated JPEG", "input: nothing to score"] {
+        assert!(printed.contains(expected), "missing {expected:?} in\n{printed}");
+    }
+}

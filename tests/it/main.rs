@@ -1,0 +1,9 @@
+//! Integration tests across the crates: import → train → score in SQL, the CLI, bad input.
+//! One test binary (modules below) keeps linking cheap.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod import;
+mod scoring;

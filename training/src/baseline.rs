@@ -1,0 +1,406 @@
+//! The closed-form baseline: fitted in one pass over the data, no gradient descent.
+//!
+//! - Text: Bernoulli naive Bayes over the multi-hot vocabulary. Its log-odds are linear in the
+//!   multi-hot vector: `w[t,k] = ln p(t|k) − ln(1 − p(t|k))`,
+//!   `b[k] = ln p(k) + Σ_t ln(1 − p(t|k))`, with Laplace smoothing.
+//! - Image: linear discriminant analysis (shared diagonal covariance) over the normalized image
+//!   averaged on a `pool_grid`×`pool_grid` grid per channel: `w[j,k] = μ[k,j] / σ²[j]`,
+//!   `b[k] −= Σ_j μ[k,j]² / (2σ²[j])`.
+//!
+//! Both are one dense layer over [image features, text vector]: exactly the head of
+//! [`FusionNet`], so the result is a regular ONNX bundle scored by the same engine as a burn
+//! model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lakecat_core::onnx::{Dense, FusionNet, IMAGE_INPUT, ImageBranch, LOGITS_OUTPUT, TEXT_INPUT};
+use lakecat_core::{Bundle, BundleBuilder, ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer, TrainingSource};
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+/// One labelled product.
+#[derive(Debug, Clone)]
+pub struct Example<'a> {
+    pub image: Option<&'a [u8]>,
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+    /// Category path, top level first.
+    pub label: Vec<String>,
+}
+
+/// Fits the baseline and writes its bundle.
+#[derive(Debug, Clone)]
+pub struct BaselineTrainer {
+    name: String,
+    image_size: u32,
+    pool_grid: usize,
+    text: TextSpec,
+    min_document_count: usize,
+    max_terms: usize,
+    smoothing: f64,
+    use_images: bool,
+    use_text: bool,
+    training: Option<TrainingSource>,
+}
+
+impl Default for BaselineTrainer {
+    fn default() -> Self {
+        Self {
+            name: "baseline".into(),
+            image_size: 32,
+            pool_grid: 4,
+            text: TextSpec::with_defaults(),
+            min_document_count: 1,
+            max_terms: 20_000,
+            smoothing: 1.0,
+            use_images: true,
+            use_text: true,
+            training: None,
+        }
+    }
+}
+
+/// What fitting did: the bundle, and every example it could not use, with the reason.
+#[derive(Debug)]
+pub struct BaselineReport {
+    pub bundle: Bundle,
+    pub examples_used: usize,
+    /// Reason → number of examples skipped for it.
+    pub skipped: BTreeMap<String, usize>,
+    /// Examples used whose image failed to decode (their image features are left out).
+    pub image_failures: BTreeMap<String, usize>,
+    pub training_accuracy: f64,
+}
+
+impl BaselineTrainer {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), ..Self::default() }
+    }
+
+    /// Side of the (square) image the model reads; default 32.
+    pub fn with_image_size(mut self, size: u32) -> Self {
+        self.image_size = size;
+        self
+    }
+
+    /// Image features are the channel means on a grid of this many cells per side; default 4.
+    pub fn with_pool_grid(mut self, grid: usize) -> Self {
+        self.pool_grid = grid;
+        self
+    }
+
+    pub fn with_text_settings(mut self, spec: TextSpec) -> Self {
+        self.text = spec;
+        self
+    }
+
+    /// Terms must occur in this many products to enter the vocabulary; default 1.
+    pub fn with_min_document_count(mut self, count: usize) -> Self {
+        self.min_document_count = count;
+        self
+    }
+
+    pub fn with_max_terms(mut self, terms: usize) -> Self {
+        self.max_terms = terms;
+        self
+    }
+
+    /// Which inputs the model reads (both by default).
+    pub fn with_inputs(mut self, images: bool, text: bool) -> Self {
+        self.use_images = images;
+        self.use_text = text;
+        self
+    }
+
+    /// Records the training table in the manifest.
+    pub fn with_training_source(mut self, source: TrainingSource) -> Self {
+        self.training = Some(source);
+        self
+    }
+
+    pub fn fit(&self, examples: &[Example<'_>], bundle_dir: impl AsRef<Path>) -> Result<BaselineReport> {
+        if !self.use_images && !self.use_text {
+            return Err(Error::NoExamples("the model must read images, text or both".into()));
+        }
+        let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
+        let labelled: Vec<&Example<'_>> = examples
+            .iter()
+            .filter(|example| {
+                let keep = !example.label.is_empty();
+                if !keep {
+                    *skipped.entry("no label".into()).or_default() += 1;
+                }
+                keep
+            })
+            .collect();
+        let taxonomy = Taxonomy::from_paths("labels", labelled.iter().map(|example| example.label.clone()))?;
+        let classes = taxonomy.leaves();
+        let class_index: BTreeMap<u32, usize> = classes.iter().enumerate().map(|(index, &class)| (class, index)).collect();
+        let mut used: Vec<(&Example<'_>, usize)> = Vec::new();
+        for example in labelled {
+            let node = taxonomy.find_path(example.label.as_slice()).expect("every label is a path of the taxonomy built from the labels");
+            match class_index.get(&node) {
+                Some(&class) => used.push((example, class)),
+                None => *skipped.entry("label is an inner category (another label extends it)".into()).or_default() += 1,
+            }
+        }
+        if used.is_empty() {
+            return Err(Error::NoExamples(format!("none of the {} rows has a usable label", examples.len())));
+        }
+        let class_count = classes.len();
+
+        let vectorizer = if self.use_text {
+            let texts: Vec<String> = used
+                .iter()
+                .map(|(example, _)| format!("{} {}", example.title.unwrap_or(""), example.description.unwrap_or("")))
+                .collect();
+            Some(TextVectorizer::fit(self.text.clone(), texts.iter().map(String::as_str), self.min_document_count, self.max_terms)?)
+        } else {
+            None
+        };
+        let image_spec = ImageSpec::imagenet(self.image_size);
+        let branch = ImageBranch {
+            height: self.image_size as usize,
+            width: self.image_size as usize,
+            convs: Vec::new(),
+            pool_grid: self.pool_grid,
+        };
+
+        let mut image_failures: BTreeMap<String, usize> = BTreeMap::new();
+        let image_features: Vec<Option<Vec<f32>>> = if self.use_images {
+            let preprocessor = ImagePreprocessor::new(image_spec.clone())?;
+            let results: Vec<Result<Option<Vec<f32>>, String>> = used
+                .par_iter()
+                .map(|(example, _)| {
+                    let Some(bytes) = example.image else { return Ok(None) };
+                    let mut tensor = vec![0.0; image_spec.values_per_image()];
+                    preprocessor.preprocess_into(bytes, &mut tensor).map_err(|error| error.to_string())?;
+                    Ok(Some(grid_means(&tensor, branch.height, branch.width, self.pool_grid)))
+                })
+                .collect();
+            results
+                .into_iter()
+                .map(|result| {
+                    result.unwrap_or_else(|reason| {
+                        *image_failures.entry(reason).or_default() += 1;
+                        None
+                    })
+                })
+                .collect()
+        } else {
+            vec![None; used.len()]
+        };
+
+        let image_dim = if self.use_images { branch.feature_dim() } else { 0 };
+        let text_dim = vectorizer.as_ref().map_or(0, TextVectorizer::dim);
+        let inputs = image_dim + text_dim;
+        let mut weights = vec![0.0f64; inputs * class_count];
+        let mut bias = vec![0.0f64; class_count];
+
+        let mut class_sizes = vec![0usize; class_count];
+        for (_, class) in &used {
+            class_sizes[*class] += 1;
+        }
+        for (class, &size) in class_sizes.iter().enumerate() {
+            bias[class] = (size as f64 / used.len() as f64).ln();
+        }
+        if let Some(vectorizer) = &vectorizer {
+            let mut term_counts = vec![0usize; text_dim * class_count];
+            let mut vector = vec![0.0; text_dim];
+            for (example, class) in &used {
+                vector.fill(0.0);
+                // Training text longer than the scoring limit is a data problem scoring would
+                // also report; here it simply contributes nothing.
+                if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {
+                    for (term, value) in vector.iter().enumerate() {
+                        if *value > 0.0 {
+                            term_counts[term * class_count + class] += 1;
+                        }
+                    }
+                }
+            }
+            let alpha = self.smoothing;
+            for term in 0..text_dim {
+                for class in 0..class_count {
+                    let n = class_sizes[class] as f64;
+                    let p = (term_counts[term * class_count + class] as f64 + alpha) / (n + 2.0 * alpha);
+                    weights[(image_dim + term) * class_count + class] = p.ln() - (1.0 - p).ln();
+                    bias[class] += (1.0 - p).ln();
+                }
+            }
+        }
+        if image_dim > 0 {
+            let mut sums = vec![0.0f64; image_dim * class_count];
+            let mut counts = vec![0usize; class_count];
+            for ((_, class), features) in used.iter().zip(&image_features) {
+                if let Some(features) = features {
+                    counts[*class] += 1;
+                    for (j, value) in features.iter().enumerate() {
+                        sums[j * class_count + class] += f64::from(*value);
+                    }
+                }
+            }
+            let means: Vec<f64> = sums
+                .iter()
+                .enumerate()
+                .map(|(index, sum)| if counts[index % class_count] > 0 { sum / counts[index % class_count] as f64 } else { 0.0 })
+                .collect();
+            let mut variance = vec![0.0f64; image_dim];
+            let mut total = 0usize;
+            for ((_, class), features) in used.iter().zip(&image_features) {
+                if let Some(features) = features {
+                    total += 1;
+                    for (j, value) in features.iter().enumerate() {
+                        let deviation = f64::from(*value) - means[j * class_count + class];
+                        variance[j] += deviation * deviation;
+                    }
+                }
+            }
+            for (j, variance) in variance.iter_mut().enumerate() {
+                // Pooled within-class variance, floored so a constant feature cannot blow up.
+                *variance = (*variance / total.max(1) as f64).max(1e-2);
+                for class in 0..class_count {
+                    if counts[class] == 0 {
+                        continue;
+                    }
+                    let mean = means[j * class_count + class];
+                    weights[j * class_count + class] = mean / *variance;
+                    bias[class] -= mean * mean / (2.0 * *variance);
+                }
+            }
+        }
+
+        let network = FusionNet {
+            image: self.use_images.then_some(branch.clone()),
+            text_dim,
+            head: Dense {
+                inputs,
+                outputs: class_count,
+                weights: weights.iter().map(|&w| w as f32).collect(),
+                bias: bias.iter().map(|&b| b as f32).collect(),
+            },
+        };
+        let training_accuracy = self.accuracy(&network, &used, &image_features, vectorizer.as_ref());
+        let mut builder = BundleBuilder::new(&self.name, taxonomy, classes, network.to_onnx()?, LOGITS_OUTPUT)
+            .with_hyperparameter("trainer", "baseline: Bernoulli naive Bayes (text) + LDA on pooled colours (image)")
+            .with_hyperparameter("image_size", self.image_size)
+            .with_hyperparameter("pool_grid", self.pool_grid as u64)
+            .with_hyperparameter("smoothing", self.smoothing)
+            .with_hyperparameter("min_document_count", self.min_document_count as u64)
+            .with_metric("training_accuracy", training_accuracy)
+            .with_metric("examples", used.len() as u64);
+        if let Some(vectorizer) = vectorizer {
+            builder = builder.with_text_input(TEXT_INPUT, vectorizer.spec().clone());
+        }
+        if self.use_images {
+            builder = builder.with_image_input(IMAGE_INPUT, image_spec);
+        }
+        if let Some(training) = &self.training {
+            builder = builder.with_training(training.clone());
+        }
+        let bundle = builder.write(bundle_dir)?;
+        Ok(BaselineReport { bundle, examples_used: used.len(), skipped, image_failures, training_accuracy })
+    }
+
+    /// Share of training examples whose arg-max class is their label (computed in Rust with
+    /// the same weights the ONNX graph holds).
+    fn accuracy(&self, network: &FusionNet, used: &[(&Example<'_>, usize)], images: &[Option<Vec<f32>>], vectorizer: Option<&TextVectorizer>) -> f64 {
+        let head = &network.head;
+        let image_dim = network.image.as_ref().map_or(0, ImageBranch::feature_dim);
+        let correct = used
+            .iter()
+            .zip(images)
+            .filter(|((example, class), features)| {
+                let mut input = vec![0.0f32; head.inputs];
+                if let Some(features) = features {
+                    input[..image_dim].copy_from_slice(features);
+                }
+                if let Some(vectorizer) = vectorizer {
+                    let _ = vectorizer.encode_into(example.title, example.description, &mut input[image_dim..]);
+                }
+                let mut best = (f32::NEG_INFINITY, 0);
+                for k in 0..head.outputs {
+                    let logit = head.bias[k] + input.iter().enumerate().map(|(i, x)| x * head.weights[i * head.outputs + k]).sum::<f32>();
+                    if logit > best.0 {
+                        best = (logit, k);
+                    }
+                }
+                best.1 == *class
+            })
+            .count();
+        correct as f64 / used.len() as f64
+    }
+}
+
+/// Channel means of an NCHW image on a `grid`×`grid` grid: what the graph's AveragePool computes.
+fn grid_means(tensor: &[f32], height: usize, width: usize, grid: usize) -> Vec<f32> {
+    let (cell_h, cell_w) = (height / grid, width / grid);
+    let mut features = Vec::with_capacity(3 * grid * grid);
+    for plane in tensor.chunks_exact(height * width) {
+        for gy in 0..grid {
+            for gx in 0..grid {
+                let mut sum = 0.0;
+                for y in gy * cell_h..(gy + 1) * cell_h {
+                    sum += plane[y * width + gx * cell_w..y * width + (gx + 1) * cell_w].iter().sum::<f32>();
+                }
+                features.push(sum / (cell_h * cell_w) as f32);
+            }
+        }
+    }
+    features
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb};
+    use std::io::Cursor;
+
+    fn solid(colour: [u8; 3]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(ImageBuffer::from_pixel(40, 40, Rgb(colour)))
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+            .unwrap();
+        bytes
+    }
+
+    fn label(path: &str) -> Vec<String> {
+        lakecat_core::taxonomy::split_path(path)
+    }
+
+    #[test]
+    fn separates_classes_by_text_and_colour() {
+        let (red, blue) = (solid([220, 20, 20]), solid([20, 20, 220]));
+        let mut examples = Vec::new();
+        for i in 0..20 {
+            examples.push(Example { image: Some(&red), title: Some(if i % 2 == 0 { "red shirt" } else { "cotton shirt" }), description: None, label: label("Apparel > Shirts") });
+            examples.push(Example { image: Some(&blue), title: Some(if i % 2 == 0 { "blue shoe" } else { "leather shoe" }), description: None, label: label("Footwear > Shoes") });
+        }
+        examples.push(Example { image: Some(b"junk"), title: Some("shirt"), description: None, label: label("Apparel > Shirts") });
+        examples.push(Example { image: None, title: Some("x"), description: None, label: Vec::new() });
+        let dir = tempfile::tempdir().unwrap();
+        let report = BaselineTrainer::new("unit").fit(&examples, dir.path()).unwrap();
+        assert_eq!(report.training_accuracy, 1.0);
+        assert_eq!(report.examples_used, 41);
+        assert_eq!(report.skipped.get("no label"), Some(&1));
+        assert_eq!(report.image_failures.values().sum::<usize>(), 1);
+        assert_eq!(report.bundle.classes().len(), 2);
+        assert_eq!(report.bundle.text().unwrap().spec().vocabulary, ["blue", "cotton", "leather", "red", "shirt", "shoe"]);
+    }
+
+    #[test]
+    fn refuses_data_without_labels() {
+        let examples = [Example { image: None, title: Some("x"), description: None, label: Vec::new() }];
+        let error = BaselineTrainer::default().fit(&examples, tempfile::tempdir().unwrap().path()).unwrap_err();
+        assert!(error.to_string().contains("no training examples"), "{error}");
+    }
+
+    #[test]
+    fn grid_means_average_cells() {
+        let tensor: Vec<f32> = (0..3 * 4 * 4).map(|i| (i % 16) as f32).collect();
+        let features = grid_means(&tensor, 4, 4, 2);
+        assert_eq!(&features[..4], &[2.5, 4.5, 10.5, 12.5]);
+    }
+}

@@ -1,0 +1,269 @@
+//! `categorize([model,] image, title, description)`: the predicted category of each row.
+
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Field, FieldRef};
+use bytes::Bytes;
+use datafusion::common::{exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use lakecat_core::text::field_from_bytes;
+
+use crate::config::LakecatOptions;
+use crate::engine::RowInput;
+use crate::error::{RowError, Stage};
+use crate::fetch::{FetchSettings, ImageFetcher};
+use crate::prediction::{PredictionBuilder, PredictionSettings, prediction_fields};
+use crate::registry::ModelRegistry;
+use crate::doc_section;
+use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
+
+#[derive(Debug)]
+pub struct CategorizeUdf {
+    signature: Signature,
+    models: Arc<ModelRegistry>,
+    fetcher: ImageFetcher,
+}
+
+impl CategorizeUdf {
+    pub fn new(models: Arc<ModelRegistry>) -> Self {
+        Self { signature: Signature::user_defined(Volatility::Immutable), models, fetcher: ImageFetcher::default() }
+    }
+}
+
+impl PartialEq for CategorizeUdf {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.models, &other.models)
+    }
+}
+
+impl Eq for CategorizeUdf {}
+
+impl std::hash::Hash for CategorizeUdf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.models).hash(state);
+    }
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+fn is_bytes(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
+}
+
+impl ScalarUDFImpl for CategorizeUdf {
+    fn name(&self) -> &str {
+        "categorize"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let inputs = match arg_types.len() {
+            3 => arg_types,
+            4 if is_text(&arg_types[0]) => &arg_types[1..],
+            4 => return plan_err!("categorize: the first of four arguments is the model name, a string; got {}", arg_types[0]),
+            n => return plan_err!("categorize takes (image, title, description) or ('model', image, title, description), got {n} arguments"),
+        };
+        let image = &inputs[0];
+        if !(is_bytes(image) || is_text(image) || image.is_null()) {
+            return plan_err!("categorize: image must be the image bytes (BINARY) or a URI/path string, got {image}");
+        }
+        for (name, data_type) in [("title", &inputs[1]), ("description", &inputs[2])] {
+            if !(is_text(data_type) || is_bytes(data_type) || data_type.is_null()) {
+                return plan_err!("categorize: {name} must be a string, got {data_type}; cast it with CAST({name} AS VARCHAR)");
+            }
+        }
+        Ok(arg_types.to_vec())
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        let engine = self.models.get(None)?;
+        Ok(DataType::Struct(prediction_fields(engine.bundle().taxonomy().max_depth())))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let (engine, _) = model_arg::split(&self.models, self.name(), 3, args.scalar_arguments, |literal| {
+            model_arg::from_literal(self.name(), literal)
+        })?;
+        let fields = prediction_fields(engine.bundle().taxonomy().max_depth());
+        Ok(Arc::new(Field::new(self.name(), DataType::Struct(fields), false)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let (engine, inputs) =
+            model_arg::split(&self.models, self.name(), 3, &args.args, |value| model_arg::from_value(self.name(), value))?;
+        let arrays = inputs.iter().map(|value| value.to_array(rows)).collect::<Result<Vec<ArrayRef>>>()?;
+        let options = LakecatOptions::from_config(&args.config_options);
+        if !(0.0..=1.0).contains(&options.confidence_threshold) {
+            return exec_err!("lakecat.confidence_threshold must be between 0 and 1, not {}", options.confidence_threshold);
+        }
+        let fetch = FetchSettings {
+            concurrency: options.fetch_concurrency,
+            timeout: Duration::from_secs(options.fetch_timeout_secs),
+            allow_http: options.allow_http,
+            base_dir: if options.image_root.is_empty() {
+                std::env::current_dir().unwrap_or_default()
+            } else {
+                PathBuf::from(&options.image_root)
+            },
+        };
+        let bundle = engine.bundle();
+        let images = if bundle.image().is_some() {
+            self.resolve_images(&arrays[0], &fetch)?
+        } else {
+            vec![Ok(None); rows]
+        };
+        let reads_text = bundle.text().is_some();
+        let titles = text_values("title", &arrays[1], reads_text)?;
+        let descriptions = text_values("description", &arrays[2], reads_text)?;
+
+        // Rows that can be scored go to the engine; the others keep their error.
+        let mut staged: Vec<Result<RowInput<'_>, RowError>> = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let input = (|| {
+                let image = images[row].as_ref().map_err(Clone::clone)?.as_deref();
+                let title = titles[row].clone()?;
+                let description = descriptions[row].clone()?;
+                if image.is_none() && title.is_none() && description.is_none() {
+                    return Err(nothing_to_score(bundle.image().is_some(), reads_text));
+                }
+                Ok(RowInput { image, title, description })
+            })();
+            staged.push(input);
+        }
+        let ready: Vec<RowInput<'_>> = staged.iter().filter_map(|row| row.as_ref().ok().copied()).collect();
+        let mut scored = engine.score(&ready).into_iter();
+
+        let settings = PredictionSettings { top_k: options.top_k, confidence_threshold: options.confidence_threshold };
+        let mut builder = PredictionBuilder::new(bundle.taxonomy(), bundle.classes(), bundle.fingerprint(), settings, rows);
+        for row in &staged {
+            match row {
+                Ok(_) => {
+                    let result = scored.next().expect("the engine returns one result per row");
+                    builder.append(result.as_deref());
+                }
+                Err(error) => builder.append(Err(error)),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+            Documentation::builder(
+                doc_section(),
+                "Predicts the category of each product with a lakecat model bundle (ONNX Runtime). \
+                 Returns a struct: category_id, category (leaf name), path (names, root first), \
+                 level_1 … level_k, confidence (calibrated probability of the leaf), top_k \
+                 (list of {category_id, category, confidence}), confident_category_id and \
+                 confident_path (the deepest category whose probability reaches \
+                 lakecat.confidence_threshold), model (name@fingerprint) and error. A row that \
+                 cannot be scored keeps its place with NULL predictions and error = 'stage: reason' \
+                 (stage is input, fetch, decode, text or inference); the query never fails because \
+                 of one row. A row with no image is scored from its text.",
+                "categorize([model,] image, title, description)",
+            )
+            .with_argument("model", MODEL_ARGUMENT_DOC)
+            .with_argument("image", "The image bytes (BINARY: JPEG, PNG, WebP, GIF, BMP, TIFF) or its location: a path (relative to lakecat.image_root), file://, s3://, gs://, az://, or http(s):// when lakecat.allow_http is true.")
+            .with_argument("title", "Product title (string; may be NULL).")
+            .with_argument("description", "Product description (string; may be NULL).")
+            .with_sql_example(
+                "```sql\n> SELECT id, c.category, c.level_1, round(c.confidence, 3) AS confidence\n  FROM (SELECT id, categorize(image, title, description) AS c FROM products);\n```",
+            )
+            .with_related_udf("taxonomy")
+            .with_related_udf("category_path")
+            .build()
+        });
+        Some(&DOCUMENTATION)
+    }
+}
+
+impl CategorizeUdf {
+    /// Image bytes per row: taken from a binary column, or fetched for URI strings.
+    fn resolve_images<'a>(&self, column: &'a ArrayRef, fetch: &FetchSettings) -> Result<Vec<Result<Option<ImageBytes<'a>>, RowError>>> {
+        let borrowed = |values: Vec<Option<&'a [u8]>>| values.into_iter().map(|value| Ok(value.map(ImageBytes::Borrowed))).collect();
+        Ok(match column.data_type() {
+            DataType::Binary => borrowed(column.as_binary::<i32>().iter().collect()),
+            DataType::LargeBinary => borrowed(column.as_binary::<i64>().iter().collect()),
+            DataType::BinaryView => borrowed(column.as_binary_view().iter().collect()),
+            DataType::Null => vec![Ok(None); column.len()],
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let uris = string_values(column)?;
+                self.fetcher
+                    .fetch_all(&uris, fetch)
+                    .into_iter()
+                    .map(|fetched| fetched.transpose().map(|bytes| bytes.map(ImageBytes::Fetched)))
+                    .collect()
+            }
+            other => return exec_err!("categorize: unsupported image type {other}"),
+        })
+    }
+}
+
+/// An image borrowed from the input column or fetched for this batch.
+#[derive(Debug, Clone)]
+enum ImageBytes<'a> {
+    Borrowed(&'a [u8]),
+    Fetched(Bytes),
+}
+
+impl std::ops::Deref for ImageBytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(bytes) => bytes,
+            Self::Fetched(bytes) => bytes,
+        }
+    }
+}
+
+fn string_values(column: &ArrayRef) -> Result<Vec<Option<&str>>> {
+    Ok(match column.data_type() {
+        DataType::Utf8 => column.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => column.as_string::<i64>().iter().collect(),
+        DataType::Utf8View => column.as_string_view().iter().collect(),
+        DataType::Null => vec![None; column.len()],
+        other => return exec_err!("expected a string column, got {other}"),
+    })
+}
+
+/// Text per row; bytes that are not UTF-8 are that row's error. When the model reads no text,
+/// every row gets `None` without looking at the column.
+fn text_values<'a>(field: &'static str, column: &'a ArrayRef, needed: bool) -> Result<Vec<Result<Option<&'a str>, RowError>>> {
+    if !needed {
+        return Ok(vec![Ok(None); column.len()]);
+    }
+    let decode = |values: Vec<Option<&'a [u8]>>| {
+        values
+            .into_iter()
+            .map(|value| value.map(|bytes| field_from_bytes(field, bytes)).transpose().map_err(|error| RowError::new(Stage::Text, error)))
+            .collect()
+    };
+    Ok(match column.data_type() {
+        DataType::Binary => decode(column.as_binary::<i32>().iter().collect()),
+        DataType::LargeBinary => decode(column.as_binary::<i64>().iter().collect()),
+        DataType::BinaryView => decode(column.as_binary_view().iter().collect()),
+        _ => string_values(column)?.into_iter().map(Ok).collect(),
+    })
+}
+
+/// The error of a row in which every input the model reads is NULL.
+fn nothing_to_score(reads_image: bool, reads_text: bool) -> RowError {
+    let what = match (reads_image, reads_text) {
+        (true, true) => "image, title and description are all NULL",
+        (true, false) => "the image is NULL and this model reads only images",
+        _ => "title and description are both NULL and this model reads only text",
+    };
+    RowError::new(Stage::Input, format!("nothing to score: {what}"))
+}

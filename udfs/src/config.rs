@@ -1,0 +1,41 @@
+//! Session settings of lakecat's functions, set in SQL with `SET lakecat.<name> = <value>`.
+
+use datafusion::common::config::ConfigExtension;
+use datafusion::common::extensions_options;
+use datafusion::config::ConfigOptions;
+use datafusion::prelude::SessionConfig;
+
+extensions_options! {
+    /// lakecat's settings; every one can be changed per session with `SET lakecat.<name> = …`.
+    pub struct LakecatOptions {
+        /// `confident_path` ends at the deepest category whose probability (the sum over its
+        /// leaves) reaches this threshold.
+        pub confidence_threshold: f64, default = 0.5
+        /// Number of alternatives in `top_k`.
+        pub top_k: usize, default = 3
+        /// Image fetches in flight at once per batch.
+        pub fetch_concurrency: usize, default = 32
+        /// Seconds before one image fetch gives up.
+        pub fetch_timeout_secs: u64, default = 30
+        /// Whether `http://` and `https://` image URIs may be fetched.
+        pub allow_http: bool, default = false
+        /// Directory that relative image paths are resolved against (default: the current one).
+        pub image_root: String, default = String::new()
+    }
+}
+
+impl ConfigExtension for LakecatOptions {
+    const PREFIX: &'static str = "lakecat";
+}
+
+impl LakecatOptions {
+    /// The session's lakecat settings, or the defaults when the session did not register them.
+    pub fn from_config(config: &ConfigOptions) -> Self {
+        config.extensions.get::<Self>().cloned().unwrap_or_default()
+    }
+}
+
+/// A session config with lakecat's settings registered and `SHOW FUNCTIONS` enabled.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new().with_information_schema(true).with_option_extension(LakecatOptions::default())
+}

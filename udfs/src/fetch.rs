@@ -1,0 +1,182 @@
+//! Fetching images named by URI: local paths and `file://` from the filesystem, `s3://`,
+//! `gs://` and `az://` through `object_store` with credentials from the usual environment
+//! variables, `http(s)://` only when the session allows it. Fetches of one batch run
+//! concurrently (bounded) on a dedicated I/O runtime, each with a timeout; a failed fetch is
+//! that row's error.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+use crate::error::{RowError, Stage};
+
+/// How one batch of fetches behaves; read from the session's `lakecat.*` settings.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub allow_http: bool,
+    /// Relative paths are resolved against this directory.
+    pub base_dir: PathBuf,
+}
+
+/// Object stores by `scheme://authority`, built once and reused across batches.
+#[derive(Debug, Default)]
+pub struct ImageFetcher {
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+enum Location {
+    Local(PathBuf),
+    Remote(Arc<dyn ObjectStore>, ObjectPath),
+}
+
+impl ImageFetcher {
+    /// Fetches every URI; `None` stays `None` (a NULL image).
+    pub fn fetch_all(&self, uris: &[Option<&str>], settings: &FetchSettings) -> Vec<Option<Result<Bytes, RowError>>> {
+        let locations: Vec<Option<Result<(String, Location), RowError>>> = uris
+            .iter()
+            .map(|uri| uri.map(|uri| self.resolve(uri, settings).map(|location| (uri.to_string(), location))))
+            .collect();
+        let timeout = settings.timeout;
+        let concurrency = settings.concurrency.max(1);
+        let work = async move {
+            futures::stream::iter(locations.into_iter().map(|location| async move {
+                match location {
+                    None => None,
+                    Some(Err(error)) => Some(Err(error)),
+                    Some(Ok((uri, location))) => Some(fetch_one(&uri, location, timeout).await),
+                }
+            }))
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+        };
+        // The caller is a DataFusion operator on a runtime thread: run the I/O on lakecat's own
+        // runtime and wait for it, so CPU work and network waits do not share one pool.
+        let handle = io_runtime().spawn(work);
+        futures::executor::block_on(handle).unwrap_or_else(|join_error| {
+            let error = RowError::new(Stage::Fetch, format!("the fetch task failed: {join_error}"));
+            uris.iter().map(|uri| uri.map(|_| Err(error.clone()))).collect()
+        })
+    }
+
+    fn resolve(&self, uri: &str, settings: &FetchSettings) -> Result<Location, RowError> {
+        let refuse = |message: String| RowError::new(Stage::Fetch, message);
+        if !uri.contains("://") {
+            let path = PathBuf::from(uri);
+            return Ok(Location::Local(if path.is_absolute() { path } else { settings.base_dir.join(path) }));
+        }
+        let url = Url::parse(uri).map_err(|error| refuse(format!("{uri:?} is not a valid URI: {error}")))?;
+        let scheme = url.scheme();
+        if scheme == "file" {
+            let path = url.to_file_path().map_err(|()| refuse(format!("{uri} is not a local file path")))?;
+            return Ok(Location::Local(path));
+        }
+        if matches!(scheme, "http" | "https") && !settings.allow_http {
+            return Err(refuse(format!("{uri}: http(s) image URIs are off; enable them with `SET lakecat.allow_http = true`")));
+        }
+        let root = format!("{scheme}://{}", url.authority());
+        let store = {
+            let mut stores = self.stores.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match stores.get(&root) {
+                Some(store) => store.clone(),
+                None => {
+                    let store = build_store(scheme, &root).map_err(|message| refuse(format!("{uri}: {message}")))?;
+                    stores.insert(root.clone(), store.clone());
+                    store
+                }
+            }
+        };
+        let path = ObjectPath::from_url_path(url.path()).map_err(|error| refuse(format!("{uri}: {error}")))?;
+        Ok(Location::Remote(store, path))
+    }
+}
+
+fn build_store(scheme: &str, root: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(root).build().map_err(|e| e.to_string())?),
+        "gs" => Arc::new(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(root).build().map_err(|e| e.to_string())?),
+        "az" | "abfs" | "abfss" | "azure" => {
+            Arc::new(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(root).build().map_err(|e| e.to_string())?)
+        }
+        "http" | "https" => Arc::new(object_store::http::HttpBuilder::new().with_url(root).build().map_err(|e| e.to_string())?),
+        other => return Err(format!("the URI scheme {other}:// is not supported (use a path, file://, s3://, gs://, az:// or http(s)://)")),
+    };
+    Ok(store)
+}
+
+async fn fetch_one(uri: &str, location: Location, timeout: Duration) -> Result<Bytes, RowError> {
+    let fetch = async {
+        match location {
+            Location::Local(path) => tokio::fs::read(&path).await.map(Bytes::from).map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => format!("{uri}: no such file ({})", path.display()),
+                _ => format!("{uri}: {error}"),
+            }),
+            Location::Remote(store, path) => match store.get(&path).await {
+                Ok(result) => result.bytes().await.map_err(|error| format!("{uri}: {error}")),
+                Err(object_store::Error::NotFound { .. }) => Err(format!("{uri}: no such object")),
+                Err(error) => Err(format!("{uri}: {error}")),
+            },
+        }
+    };
+    match tokio::time::timeout(timeout, fetch).await {
+        Ok(result) => result.map_err(|message| RowError::new(Stage::Fetch, message)),
+        Err(_) => Err(RowError::new(Stage::Fetch, format!("{uri}: timed out after {:?}", timeout))),
+    }
+}
+
+/// lakecat's own I/O runtime; never dropped, so it is safe to use from any thread.
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lakecat-io")
+            .enable_all()
+            .build()
+            .expect("the I/O runtime starts")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(base_dir: PathBuf) -> FetchSettings {
+        FetchSettings { concurrency: 4, timeout: Duration::from_secs(5), allow_http: false, base_dir }
+    }
+
+    #[test]
+    fn local_paths_relative_absolute_and_file_uris() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.bin"), b"abc").unwrap();
+        let absolute = dir.path().join("a.bin").display().to_string();
+        let file_uri = format!("file://{absolute}");
+        let uris = [Some("a.bin"), Some(absolute.as_str()), Some(file_uri.as_str()), None, Some("missing.jpg")];
+        let results = ImageFetcher::default().fetch_all(&uris, &settings(dir.path().to_path_buf()));
+        for result in &results[..3] {
+            assert_eq!(result.as_ref().unwrap().as_ref().unwrap().as_ref(), b"abc");
+        }
+        assert!(results[3].is_none());
+        let missing = results[4].as_ref().unwrap().as_ref().unwrap_err().to_string();
+        assert!(missing.starts_with("fetch: missing.jpg: no such file"), "{missing}");
+    }
+
+    #[test]
+    fn refuses_http_unless_enabled_and_unknown_schemes() {
+        let fetcher = ImageFetcher::default();
+        let results = fetcher.fetch_all(&[Some("http://169.254.169.254/latest"), Some("ftp://x/y")], &settings(PathBuf::from(".")));
+        let http = results[0].as_ref().unwrap().as_ref().unwrap_err().to_string();
+        assert!(http.contains("SET lakecat.allow_http = true"), "{http}");
+        let ftp = results[1].as_ref().unwrap().as_ref().unwrap_err().to_string();
+        assert!(ftp.contains("ftp:// is not supported"), "{ftp}");
+    }
+}

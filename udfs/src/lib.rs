@@ -1,0 +1,66 @@
+//! lakecat's DataFusion functions and the ONNX Runtime scoring engine behind them.
+//!
+//! ```sql
+//! SELECT id, c.category, c.level_1, c.confidence, c.error
+//! FROM (SELECT id, categorize(image, title, description) AS c FROM products);
+//! SELECT * FROM taxonomy();
+//! ```
+//! Register everything with [`register_all`] on a context made from [`config::session_config`].
+
+pub mod categorize;
+pub mod category_level;
+pub mod category_path;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod fetch;
+mod model_arg;
+pub mod prediction;
+pub mod registry;
+pub mod runtime;
+pub mod taxonomy_table;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::plan_err;
+use datafusion::logical_expr::{DocSection, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+pub use engine::{Device, Engine, EngineBuilder};
+pub use error::{Error, Result};
+pub use registry::ModelRegistry;
+
+/// Registers `categorize`, `category_path`, `category_level` and the `taxonomy` table function
+/// for the models in `models`.
+pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
+    ctx.register_udf(ScalarUDF::new_from_impl(categorize::CategorizeUdf::new(models.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())));
+    ctx.register_udtf("taxonomy", Arc::new(taxonomy_table::TaxonomyFunction::new(models)));
+}
+
+pub(crate) fn doc_section() -> DocSection {
+    DocSection { include: true, label: "lakecat", description: Some("Product categorization with lakecat model bundles") }
+}
+
+/// Coercion for `f([model,] id, more integers…)`: the model name stays a string, the rest
+/// become Int64.
+pub(crate) fn coerce_model_and_ids(function: &str, arg_types: &[DataType], arity: usize) -> datafusion::error::Result<Vec<DataType>> {
+    let offset = match arg_types.len() {
+        n if n == arity => 0,
+        n if n == arity + 1 => 1,
+        n => return plan_err!("{function} takes {arity} arguments, or {} with a model name first; got {n}", arity + 1),
+    };
+    let mut coerced = arg_types.to_vec();
+    if offset == 1 && !matches!(arg_types[0], DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        return plan_err!("{function}: the model name must be a string, got {}", arg_types[0]);
+    }
+    for data_type in &mut coerced[offset..] {
+        if !(data_type.is_integer() || data_type.is_null()) {
+            return plan_err!("{function}: expected an integer category id or level, got {data_type}");
+        }
+        *data_type = DataType::Int64;
+    }
+    Ok(coerced)
+}

@@ -1,0 +1,47 @@
+//! The models a session can score with, by name; the first one loaded is the default.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::{Error, Result};
+
+#[derive(Debug, Default)]
+pub struct ModelRegistry {
+    default: Option<String>,
+    engines: BTreeMap<String, Arc<Engine>>,
+}
+
+impl ModelRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a model under `name`; the first model added becomes the default.
+    pub fn with_model(mut self, name: impl Into<String>, engine: Engine) -> Self {
+        let name = name.into();
+        self.default.get_or_insert_with(|| name.clone());
+        self.engines.insert(name, Arc::new(engine));
+        self
+    }
+
+    /// The model called `name`, or the default for `None`.
+    pub fn get(&self, name: Option<&str>) -> Result<&Arc<Engine>> {
+        let name = match name {
+            Some(name) => name,
+            None => self.default.as_deref().ok_or(Error::NoModel)?,
+        };
+        self.engines.get(name).ok_or_else(|| Error::UnknownModel {
+            name: name.to_string(),
+            loaded: self.engines.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    pub fn default_name(&self) -> Option<&str> {
+        self.default.as_deref()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.engines.keys().map(String::as_str)
+    }
+}
