@@ -201,10 +201,11 @@ impl ImagePreprocessor {
             if !jpeg_has_end_marker(bytes) {
                 return Err(ImageError::Truncated("JPEG"));
             }
-            if width >= 2 * self.spec.width && height >= 2 * self.spec.height {
-                if let Some(rgb) = self.decode_jpeg_downscaled(bytes) {
-                    return Ok(rgb);
-                }
+            if width >= 2 * self.spec.width
+                && height >= 2 * self.spec.height
+                && let Some(rgb) = self.decode_jpeg_downscaled(bytes)
+            {
+                return Ok(rgb);
             }
         }
         let mut reader = ImageReader::with_format(Cursor::new(bytes), format);

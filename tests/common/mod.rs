@@ -14,11 +14,15 @@ use lakecat::{LakecatSession, SessionBuilder};
 use lakecat_training::BaselineTrainer;
 
 pub struct Fixture {
+    /// Where the fixture lives (rebuilt on every run of the test binary).
+    #[allow(dead_code)]
     pub root: PathBuf,
     /// The fashion sample, imported with embedded images.
     pub products: String,
     /// Good and bad images of every kind the scoring path must survive.
     pub bad_images: String,
+    /// The bad_images schema with no rows.
+    pub empty: String,
     /// Image locations: relative, absolute, file://, missing, refused.
     pub image_uris: String,
     /// Baseline bundle on text and images (the session's default model).
@@ -58,6 +62,7 @@ pub async fn session() -> LakecatSession {
         .with_table("products", &fixture.products)
         .with_table("bad_images", &fixture.bad_images)
         .with_table("image_uris", &fixture.image_uris)
+        .with_table("empty_products", &fixture.empty)
         .with_model("baseline", &fixture.baseline)
         .with_model("text_only", &fixture.text_only)
         .with_batch_size(16)
@@ -77,6 +82,7 @@ async fn build() -> lakecat::Result<Fixture> {
         products: table("products"),
         bad_images: table("bad_images"),
         image_uris: table("image_uris"),
+        empty: table("empty_products"),
         baseline: root.join("models/baseline"),
         text_only: root.join("models/text_only"),
         root,
@@ -94,7 +100,7 @@ async fn build() -> lakecat::Result<Fixture> {
         .with_trainer(BaselineTrainer::new("text_only").with_inputs(false, true))
         .execute()
         .await?;
-    write_bad_images(&fixture.bad_images).await?;
+    write_bad_images(&fixture.bad_images, &fixture.empty).await?;
     write_image_uris(&fixture.image_uris).await?;
     Ok(fixture)
 }
@@ -109,14 +115,16 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("fixture image")
 }
 
-async fn write_bad_images(location: &str) -> lakecat::Result<()> {
+async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Result<()> {
     let good = read(&sample_image(GOOD_IMAGE));
     let gradient = |x: u32, y: u32| (x * 4 + y * 2) as u16;
     let png = encode(DynamicImage::ImageRgba8(ImageBuffer::from_fn(48, 48, |x, y| Rgba([200, 30, (x * 5) as u8, 128 + (y as u8)]))), ImageFormat::Png);
     let mut corrupt_png = png.clone();
     corrupt_png[60..120].fill(0x5A);
     let images = repo_root().join("tests/data/images");
-    let rows: Vec<(&str, Option<Vec<u8>>, Option<&str>, Option<String>)> = vec![
+    // (product_id, image, title, description)
+    type Row<'a> = (&'a str, Option<Vec<u8>>, Option<&'a str>, Option<String>);
+    let rows: Vec<Row> = vec![
         ("good_jpeg", Some(good.clone()), Some("Nike Men Blue T-shirt"), None),
         ("cmyk_jpeg", Some(read(&images.join("cmyk.jpg"))), None, None),
         ("progressive_jpeg", Some(read(&images.join("progressive.jpg"))), None, None),
@@ -147,6 +155,7 @@ async fn write_bad_images(location: &str) -> lakecat::Result<()> {
             Arc::new(StringArray::from_iter(rows.iter().map(|row| row.3.as_deref()))),
         ],
     )?;
+    lakecat::delta::write_table(empty_location, vec![batch.slice(0, 0)], SaveMode::ErrorIfExists).await?;
     lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
     Ok(())
 }

@@ -41,7 +41,7 @@ fn sql_reads_a_table_version_and_prints_json() {
         &model,
         "--format",
         "json",
-        "SELECT product_id, c.level_1, c.category FROM (SELECT product_id, categorize(image, title, description) AS c FROM products) WHERE product_id = '14063'",
+        "SELECT product_id, c.level_1 AS level_1, c.category AS category FROM (SELECT product_id, categorize(image, title, description) AS c FROM products) WHERE product_id = '14063'",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output).trim(), r#"{"product_id":"14063","level_1":"Apparel","category":"Tshirts"}"#);

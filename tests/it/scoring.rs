@@ -18,18 +18,26 @@ async fn query(sql: &str) -> Vec<RecordBatch> {
 #[tokio::test]
 async fn real_products_get_every_level_of_their_category() {
     let batches = query(
-        "SELECT product_id, c.category, c.level_1, c.level_2, c.level_3, c.path = category_path AS correct, c.error \
+        "SELECT product_id, c.category AS category, c.level_1 AS level_1, c.level_2 AS level_2, c.level_3 AS level_3, \
+         c.path = category_path AS correct, c.error AS error \
          FROM (SELECT product_id, category_path, categorize(image, title, description) AS c FROM products) \
-         WHERE product_id IN ('14063', '1855', '39386', '21379') ORDER BY product_id",
+         WHERE product_id IN ('14063', '45245', '27034', '21523', '10303', '58968') ORDER BY product_id",
     )
     .await;
+    // 10303 is the one product filed under Footwear > Shoes > Sandals; the model says the
+    // far more common Footwear > Sandal > Sandals: same leaf name, different category.
     assert_batches_eq!(
         [
-            "+------------+------------+-------------+------------+------------+---------+-------+",
-            "| product_id | category   | level_1     | level_2    | level_3    | correct | error |",
-            "+------------+------------+-------------+------------+------------+---------+-------+",
-            "| 14063      | Tshirts    | Apparel     | Topwear    | Tshirts    | true    |       |",
-            "+------------+------------+-------------+------------+------------+---------+-------+",
+            "+------------+-----------------------+---------------+-----------+-----------------------+---------+-------+",
+            "| product_id | category              | level_1       | level_2   | level_3               | correct | error |",
+            "+------------+-----------------------+---------------+-----------+-----------------------+---------+-------+",
+            "| 10303      | Sandals               | Footwear      | Sandal    | Sandals               | false   |       |",
+            "| 14063      | Tshirts               | Apparel       | Topwear   | Tshirts               | true    |       |",
+            "| 21523      | Handbags              | Accessories   | Bags      | Handbags              | true    |       |",
+            "| 27034      | Heels                 | Footwear      | Shoes     | Heels                 | true    |       |",
+            "| 45245      | Watches               | Accessories   | Watches   | Watches               | true    |       |",
+            "| 58968      | Perfume and Body Mist | Personal Care | Fragrance | Perfume and Body Mist | true    |       |",
+            "+------------+-----------------------+---------------+-----------+-----------------------+---------+-------+",
         ],
         &batches
     );
@@ -46,7 +54,8 @@ async fn onnx_runtime_agrees_with_the_fitted_weights() {
     )
     .await;
     let accuracy = batches[0].column(0).as_primitive::<Float64Type>().value(0);
-    assert!((accuracy - manifest_accuracy).abs() < 1e-9, "ONNX Runtime {accuracy} vs fitted {manifest_accuracy}");
+    // ONNX Runtime computes in f32, the trainer in f64: at most a near-tie may flip.
+    assert!((accuracy - manifest_accuracy).abs() <= 1.0 / 239.0 + 1e-9, "ONNX Runtime {accuracy} vs fitted {manifest_accuracy}");
     assert!(accuracy > 0.9, "the baseline should fit its own training data, got {accuracy}");
     assert_eq!(batches[0].column(1).as_primitive::<arrow::datatypes::Int64Type>().value(0), 0);
 }
@@ -65,7 +74,7 @@ async fn every_bad_row_keeps_its_place_with_a_reason() {
             "+------------------+--------+--------------------------------------------------------------+",
             "| bomb_png         | false  | decode: image is 60000x60000 = 3600000000 pixels, over the l |",
             "| cmyk_jpeg        | true   |                                                              |",
-            "| corrupt_png      | false  | decode: cannot decode PNG:                                   |",
+            "| corrupt_png      | false  | decode: cannot decode PNG: Format error decoding Png: Corrup |",
             "| good_jpeg        | true   |                                                              |",
             "| gray16_png       | true   |                                                              |",
             "| long_description | false  | text: description is 70000 bytes, over the limit of 65536 by |",
@@ -170,7 +179,7 @@ async fn bundles_that_do_not_add_up_are_refused_before_any_row() {
 #[tokio::test]
 async fn named_models_and_an_unknown_name() {
     let batches = query(
-        "SELECT c.category, c.model LIKE 'text_only@%' AS by_text_model \
+        "SELECT c.category AS category, c.model LIKE 'text_only@%' AS by_text_model \
          FROM (SELECT categorize('text_only', NULL, 'Titan Women Analog Watch', NULL) AS c)",
     )
     .await;

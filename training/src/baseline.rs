@@ -198,6 +198,7 @@ impl BaselineTrainer {
         let inputs = image_dim + text_dim;
         let mut weights = vec![0.0f64; inputs * class_count];
         let mut bias = vec![0.0f64; class_count];
+        let mut image_bias = vec![0.0f64; class_count];
 
         let mut class_sizes = vec![0usize; class_count];
         for (_, class) in &used {
@@ -267,9 +268,30 @@ impl BaselineTrainer {
                     }
                     let mean = means[j * class_count + class];
                     weights[j * class_count + class] = mean / *variance;
-                    bias[class] -= mean * mean / (2.0 * *variance);
+                    image_bias[class] -= mean * mean / (2.0 * *variance);
                 }
             }
+        }
+
+        // Naive Bayes treats the pooled colours as independent evidence, which they are not:
+        // the image's share of the logits is scaled by the weight that classifies the
+        // training rows best (one parameter; ties go to the smaller weight).
+        let image_weight = if image_dim > 0 {
+            let parts = LogitParts::new(&weights, &bias, &image_bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
+            IMAGE_WEIGHTS
+                .iter()
+                .copied()
+                .map(|weight| (weight, parts.correct(weight)))
+                .fold((0.0, 0), |best, candidate| if candidate.1 > best.1 { candidate } else { best })
+                .0
+        } else {
+            0.0
+        };
+        for value in &mut weights[..image_dim * class_count] {
+            *value *= image_weight;
+        }
+        for (bias, image_bias) in bias.iter_mut().zip(&image_bias) {
+            *bias += image_weight * image_bias;
         }
 
         let network = FusionNet {
@@ -282,12 +304,15 @@ impl BaselineTrainer {
                 bias: bias.iter().map(|&b| b as f32).collect(),
             },
         };
-        let training_accuracy = self.accuracy(&network, &used, &image_features, vectorizer.as_ref());
+        // Accuracy of the final weights, computed the way the graph computes them.
+        let final_parts = LogitParts::new(&weights, &bias, &vec![0.0; class_count], class_count, image_dim, &used, &image_features, vectorizer.as_ref());
+        let training_accuracy = final_parts.correct(1.0) as f64 / used.len() as f64;
         let mut builder = BundleBuilder::new(&self.name, taxonomy, classes, network.to_onnx()?, LOGITS_OUTPUT)
             .with_hyperparameter("trainer", "baseline: Bernoulli naive Bayes (text) + LDA on pooled colours (image)")
             .with_hyperparameter("image_size", self.image_size)
             .with_hyperparameter("pool_grid", self.pool_grid as u64)
             .with_hyperparameter("smoothing", self.smoothing)
+            .with_hyperparameter("image_weight", image_weight)
             .with_hyperparameter("min_document_count", self.min_document_count as u64)
             .with_metric("training_accuracy", training_accuracy)
             .with_metric("examples", used.len() as u64);
@@ -303,34 +328,69 @@ impl BaselineTrainer {
         let bundle = builder.write(bundle_dir)?;
         Ok(BaselineReport { bundle, examples_used: used.len(), skipped, image_failures, training_accuracy })
     }
+}
 
-    /// Share of training examples whose arg-max class is their label (computed in Rust with
-    /// the same weights the ONNX graph holds).
-    fn accuracy(&self, network: &FusionNet, used: &[(&Example<'_>, usize)], images: &[Option<Vec<f32>>], vectorizer: Option<&TextVectorizer>) -> f64 {
-        let head = &network.head;
-        let image_dim = network.image.as_ref().map_or(0, ImageBranch::feature_dim);
-        let correct = used
-            .iter()
-            .zip(images)
-            .filter(|((example, class), features)| {
-                let mut input = vec![0.0f32; head.inputs];
-                if let Some(features) = features {
-                    input[..image_dim].copy_from_slice(features);
-                }
-                if let Some(vectorizer) = vectorizer {
-                    let _ = vectorizer.encode_into(example.title, example.description, &mut input[image_dim..]);
-                }
-                let mut best = (f32::NEG_INFINITY, 0);
-                for k in 0..head.outputs {
-                    let logit = head.bias[k] + input.iter().enumerate().map(|(i, x)| x * head.weights[i * head.outputs + k]).sum::<f32>();
-                    if logit > best.0 {
-                        best = (logit, k);
+/// Candidate scales of the image evidence.
+const IMAGE_WEIGHTS: [f64; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// Per-example text and image logits, kept apart so the image weight can be chosen cheaply.
+struct LogitParts {
+    text: Vec<Vec<f64>>,
+    image: Vec<Vec<f64>>,
+    labels: Vec<usize>,
+}
+
+impl LogitParts {
+    /// `weights` is `[inputs, classes]` with the image rows first; `bias` holds the prior and
+    /// text terms, `image_bias` the image terms. A missing image is a zero input, as in the graph.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        weights: &[f64],
+        bias: &[f64],
+        image_bias: &[f64],
+        classes: usize,
+        image_dim: usize,
+        used: &[(&Example<'_>, usize)],
+        images: &[Option<Vec<f32>>],
+        vectorizer: Option<&TextVectorizer>,
+    ) -> Self {
+        let mut parts = Self { text: Vec::new(), image: Vec::new(), labels: Vec::new() };
+        let mut vector = vec![0.0; vectorizer.map_or(0, TextVectorizer::dim)];
+        for ((example, class), features) in used.iter().zip(images) {
+            let mut text = bias.to_vec();
+            if let Some(vectorizer) = vectorizer {
+                vector.fill(0.0);
+                if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {
+                    for (term, value) in vector.iter().enumerate().filter(|(_, value)| **value != 0.0) {
+                        let row = &weights[(image_dim + term) * classes..(image_dim + term + 1) * classes];
+                        text.iter_mut().zip(row).for_each(|(logit, w)| *logit += f64::from(*value) * w);
                     }
                 }
-                best.1 == *class
+            }
+            let mut image = image_bias.to_vec();
+            for (j, value) in features.iter().flatten().enumerate() {
+                let row = &weights[j * classes..(j + 1) * classes];
+                image.iter_mut().zip(row).for_each(|(logit, w)| *logit += f64::from(*value) * w);
+            }
+            parts.text.push(text);
+            parts.image.push(image);
+            parts.labels.push(*class);
+        }
+        parts
+    }
+
+    /// Number of examples whose arg-max of `text + weight · image` is their label.
+    fn correct(&self, weight: f64) -> usize {
+        self.text
+            .iter()
+            .zip(&self.image)
+            .zip(&self.labels)
+            .filter(|((text, image), label)| {
+                let logits = text.iter().zip(image.iter()).map(|(t, i)| t + weight * i);
+                let best = logits.enumerate().fold((0, f64::NEG_INFINITY), |best, (k, logit)| if logit > best.1 { (k, logit) } else { best });
+                best.0 == **label
             })
-            .count();
-        correct as f64 / used.len() as f64
+            .count()
     }
 }
 

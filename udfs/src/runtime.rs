@@ -56,10 +56,10 @@ fn library_in_venv(venv: &Path) -> Option<PathBuf> {
     let lib = venv.join("lib");
     let pythons = std::fs::read_dir(&lib).ok()?;
     for python in pythons.flatten() {
-        if python.file_name().to_string_lossy().starts_with("python3") {
-            if let Some(found) = library_in_package(&python.path().join("site-packages/onnxruntime")) {
-                return Some(found);
-            }
+        if python.file_name().to_string_lossy().starts_with("python3")
+            && let Some(found) = library_in_package(&python.path().join("site-packages/onnxruntime"))
+        {
+            return Some(found);
         }
     }
     None
