@@ -76,7 +76,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("3. Scoring the hold-out rows in SQL (ONNX Runtime on {})", engine.provider());
     let queries = [
         format!(
-            "SELECT product_id, title, c.level_1, c.level_2, c.level_3, round(c.confidence, 3) AS confidence, \
+            "SELECT product_id, title, c.level_1 AS level_1, c.level_2 AS level_2, c.level_3 AS level_3, round(c.confidence, 3) AS confidence, \
              c.level_3 = category_path[3] AS correct\n\
              FROM (SELECT product_id, title, category_path, categorize(image, title, description) AS c FROM products WHERE {HOLDOUT})\n\
              ORDER BY product_id LIMIT {}",
@@ -89,7 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
              round(avg(CASE WHEN c.level_3 = category_path[3] THEN 1.0 ELSE 0.0 END), 3) AS leaf_accuracy\n\
              FROM (SELECT category_path, categorize(image, title, description) AS c FROM products WHERE {HOLDOUT})"
         ),
-        "SELECT name, c.category, c.error\n\
+        "SELECT name, c.category AS category, c.error AS error\n\
          FROM (SELECT name, categorize(image, title, NULL) AS c\n\
                FROM (VALUES ('cut-off JPEG', X'FFD8FFE000104A464946', 'Nike Men Running Shoes'),\n\
                             ('not an image', X'68656C6C6F', 'Blue Denim Jeans'),\n\

@@ -3,9 +3,12 @@
 //! - Text: Bernoulli naive Bayes over the multi-hot vocabulary. Its log-odds are linear in the
 //!   multi-hot vector: `w[t,k] = ln p(t|k) − ln(1 − p(t|k))`,
 //!   `b[k] = ln p(k) + Σ_t ln(1 − p(t|k))`, with Laplace smoothing.
-//! - Image: linear discriminant analysis (shared diagonal covariance) over the normalized image
-//!   averaged on a `pool_grid`×`pool_grid` grid per channel: `w[j,k] = μ[k,j] / σ²[j]`,
-//!   `b[k] −= Σ_j μ[k,j]² / (2σ²[j])`.
+//! - Image: the discriminant directions of linear discriminant analysis (shared diagonal
+//!   covariance) over the image averaged on a `pool_grid`×`pool_grid` grid per channel,
+//!   `w[j,k] = μ[k,j] / σ²[j]`, with pixels normalised by the training set's own channel mean and
+//!   std. LDA's `−|μ_k|²/2σ²` bias is left out on purpose: then a missing image (an all-zero
+//!   input, the average training image) adds nothing, instead of voting for whichever class
+//!   looks most average. The image's share is scaled by one weight chosen on the training rows.
 //!
 //! Both are one dense layer over [image features, text vector]: exactly the head of
 //! [`FusionNet`], so the result is a regular ONNX bundle scored by the same engine as a burn
@@ -160,7 +163,9 @@ impl BaselineTrainer {
         } else {
             None
         };
-        let image_spec = ImageSpec::imagenet(self.image_size);
+        // Images are normalised with the training set's own channel statistics, so an all-zero
+        // input (no image) is the average training image and carries no evidence.
+        let raw_spec = ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..ImageSpec::imagenet(self.image_size) };
         let branch = ImageBranch {
             height: self.image_size as usize,
             width: self.image_size as usize,
@@ -169,15 +174,17 @@ impl BaselineTrainer {
         };
 
         let mut image_failures: BTreeMap<String, usize> = BTreeMap::new();
-        let image_features: Vec<Option<Vec<f32>>> = if self.use_images {
-            let preprocessor = ImagePreprocessor::new(image_spec.clone())?;
-            let results: Vec<Result<Option<Vec<f32>>, String>> = used
+        let raw_features: Vec<Option<(Vec<f32>, [f64; 3])>> = if self.use_images {
+            let preprocessor = ImagePreprocessor::new(raw_spec.clone())?;
+            let results: Vec<Result<Option<(Vec<f32>, [f64; 3])>, String>> = used
                 .par_iter()
                 .map(|(example, _)| {
                     let Some(bytes) = example.image else { return Ok(None) };
-                    let mut tensor = vec![0.0; image_spec.values_per_image()];
+                    let mut tensor = vec![0.0; raw_spec.values_per_image()];
                     preprocessor.preprocess_into(bytes, &mut tensor).map_err(|error| error.to_string())?;
-                    Ok(Some(grid_means(&tensor, branch.height, branch.width, self.pool_grid)))
+                    let plane = tensor.len() / 3;
+                    let squares = [0, 1, 2].map(|c| tensor[c * plane..(c + 1) * plane].iter().map(|v| f64::from(v * v)).sum::<f64>() / plane as f64);
+                    Ok(Some((grid_means(&tensor, branch.height, branch.width, self.pool_grid), squares)))
                 })
                 .collect();
             results
@@ -192,13 +199,32 @@ impl BaselineTrainer {
         } else {
             vec![None; used.len()]
         };
+        let cells = self.pool_grid * self.pool_grid;
+        let decoded: Vec<&(Vec<f32>, [f64; 3])> = raw_features.iter().flatten().collect();
+        let mut mean = [0.0f32; 3];
+        let mut std = [1.0f32; 3];
+        if !decoded.is_empty() {
+            for c in 0..3 {
+                let n = decoded.len() as f64;
+                let channel_mean = decoded.iter().map(|(grid, _)| grid[c * cells..(c + 1) * cells].iter().map(|v| f64::from(*v)).sum::<f64>() / cells as f64).sum::<f64>() / n;
+                let mean_square = decoded.iter().map(|(_, squares)| squares[c]).sum::<f64>() / n;
+                mean[c] = channel_mean as f32;
+                std[c] = (mean_square - channel_mean * channel_mean).max(1e-4).sqrt() as f32;
+            }
+        }
+        let image_spec = ImageSpec { mean, std, ..raw_spec };
+        let image_features: Vec<Option<Vec<f32>>> = raw_features
+            .into_iter()
+            .map(|features| {
+                features.map(|(grid, _)| grid.iter().enumerate().map(|(j, v)| (v - mean[j / cells]) / std[j / cells]).collect())
+            })
+            .collect();
 
         let image_dim = if self.use_images { branch.feature_dim() } else { 0 };
         let text_dim = vectorizer.as_ref().map_or(0, TextVectorizer::dim);
         let inputs = image_dim + text_dim;
         let mut weights = vec![0.0f64; inputs * class_count];
         let mut bias = vec![0.0f64; class_count];
-        let mut image_bias = vec![0.0f64; class_count];
 
         let mut class_sizes = vec![0usize; class_count];
         for (_, class) in &used {
@@ -268,7 +294,6 @@ impl BaselineTrainer {
                     }
                     let mean = means[j * class_count + class];
                     weights[j * class_count + class] = mean / *variance;
-                    image_bias[class] -= mean * mean / (2.0 * *variance);
                 }
             }
         }
@@ -277,7 +302,7 @@ impl BaselineTrainer {
         // the image's share of the logits is scaled by the weight that classifies the
         // training rows best (one parameter; ties go to the smaller weight).
         let image_weight = if image_dim > 0 {
-            let parts = LogitParts::new(&weights, &bias, &image_bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
+            let parts = LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
             IMAGE_WEIGHTS
                 .iter()
                 .copied()
@@ -289,9 +314,6 @@ impl BaselineTrainer {
         };
         for value in &mut weights[..image_dim * class_count] {
             *value *= image_weight;
-        }
-        for (bias, image_bias) in bias.iter_mut().zip(&image_bias) {
-            *bias += image_weight * image_bias;
         }
 
         let network = FusionNet {
@@ -305,10 +327,10 @@ impl BaselineTrainer {
             },
         };
         // Accuracy of the final weights, computed the way the graph computes them.
-        let final_parts = LogitParts::new(&weights, &bias, &vec![0.0; class_count], class_count, image_dim, &used, &image_features, vectorizer.as_ref());
+        let final_parts = LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
         let training_accuracy = final_parts.correct(1.0) as f64 / used.len() as f64;
         let mut builder = BundleBuilder::new(&self.name, taxonomy, classes, network.to_onnx()?, LOGITS_OUTPUT)
-            .with_hyperparameter("trainer", "baseline: Bernoulli naive Bayes (text) + LDA on pooled colours (image)")
+            .with_hyperparameter("trainer", "baseline: Bernoulli naive Bayes (text) + LDA directions on pooled colours (image)")
             .with_hyperparameter("image_size", self.image_size)
             .with_hyperparameter("pool_grid", self.pool_grid as u64)
             .with_hyperparameter("smoothing", self.smoothing)
@@ -342,12 +364,10 @@ struct LogitParts {
 
 impl LogitParts {
     /// `weights` is `[inputs, classes]` with the image rows first; `bias` holds the prior and
-    /// text terms, `image_bias` the image terms. A missing image is a zero input, as in the graph.
-    #[allow(clippy::too_many_arguments)]
+    /// text terms. A missing image is a zero input, as in the graph.
     fn new(
         weights: &[f64],
         bias: &[f64],
-        image_bias: &[f64],
         classes: usize,
         image_dim: usize,
         used: &[(&Example<'_>, usize)],
@@ -367,7 +387,7 @@ impl LogitParts {
                     }
                 }
             }
-            let mut image = image_bias.to_vec();
+            let mut image = vec![0.0; classes];
             for (j, value) in features.iter().flatten().enumerate() {
                 let row = &weights[j * classes..(j + 1) * classes];
                 image.iter_mut().zip(row).for_each(|(logit, w)| *logit += f64::from(*value) * w);
