@@ -17,12 +17,14 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
   echo "setup: $PYTHON not found; lakecat needs Python 3 with pip to install ONNX Runtime" >&2
   exit 1
 fi
-if [[ ! -x .venv/bin/python ]]; then
-  echo "setup: creating .venv"
-  "$PYTHON" -m venv .venv
-fi
 if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null 2>&1; then
   echo "setup: installing $PACKAGE==$ORT_VERSION into .venv"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$PACKAGE==$ORT_VERSION"
+  if [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$PACKAGE==$ORT_VERSION"
+  else
+    # A Python without the venv module (Debian's python3 without python3-venv): install the
+    # wheel into the same layout, which is all lakecat looks at.
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target .venv/lib/python3/site-packages "$PACKAGE==$ORT_VERSION"
+  fi
 fi
 ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null

@@ -72,6 +72,23 @@ fn sql_writes_predictions_to_a_delta_table() {
 }
 
 #[test]
+fn sql_reads_a_script_from_standard_input() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lakecat"))
+        .args(["sql", "--format", "csv", "--model", &fixture().baseline.display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lakecat runs");
+    let script = "SET lakecat.top_k = 2;\nSELECT array_length(c.top_k) AS k, c.level_1 AS level_1 FROM (SELECT categorize(NULL, 'Casio Men Digital Watch', NULL) AS c);\n";
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write");
+    let output = child.wait_with_output().expect("lakecat ends");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "k,level_1\n2,Accessories\n");
+}
+
+#[test]
 fn clear_errors_and_exit_codes() {
     let output = lakecat(&["sql", "--model", "no/such/bundle", "SELECT 1"]);
     assert!(!output.status.success());
