@@ -69,11 +69,18 @@ async fn main() {
     let options = options();
     let dir = tempfile::tempdir().expect("temp dir");
     let (text_terms, classes) = (2000, 60);
-    let paths: Vec<Vec<String>> = (0..classes).map(|i| vec![format!("Department {}", i / 10), format!("Category {i}")]).collect();
+    let paths: Vec<Vec<String>> =
+        (0..classes).map(|i| vec![format!("Department {}", i / 10), format!("Category {i}")]).collect();
     let taxonomy = Taxonomy::from_paths("bench", paths).expect("taxonomy");
     let leaves = taxonomy.leaves();
-    let network = FusionNet::random(Some((options.size as usize, options.size as usize, &options.convs, 1)), text_terms, classes, 42);
-    let text = TextSpec { vocabulary: (0..text_terms).map(|i| format!("term{i}")).collect(), ..TextSpec::with_defaults() };
+    let network = FusionNet::random(
+        Some((options.size as usize, options.size as usize, &options.convs, 1)),
+        text_terms,
+        classes,
+        42,
+    );
+    let text =
+        TextSpec { vocabulary: (0..text_terms).map(|i| format!("term{i}")).collect(), ..TextSpec::with_defaults() };
     let bundle_dir = dir.path().join("bundle");
     BundleBuilder::new("bench", taxonomy, leaves, network.to_onnx().expect("onnx"), LOGITS_OUTPUT)
         .with_text_input(TEXT_INPUT, text)
@@ -81,10 +88,14 @@ async fn main() {
         .write(&bundle_dir)
         .expect("bundle");
 
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&options.images).expect("images").flatten().map(|e| e.path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&options.images).expect("images").flatten().map(|e| e.path()).collect();
     files.sort();
-    let images: Vec<Vec<u8>> = files.iter().cycle().take(options.rows).map(|path| std::fs::read(path).expect("image")).collect();
-    let titles: Vec<String> = (0..options.rows).map(|i| format!("term{} term{} blue cotton shirt", i % text_terms, (i * 7) % text_terms)).collect();
+    let images: Vec<Vec<u8>> =
+        files.iter().cycle().take(options.rows).map(|path| std::fs::read(path).expect("image")).collect();
+    let titles: Vec<String> = (0..options.rows)
+        .map(|i| format!("term{} term{} blue cotton shirt", i % text_terms, (i * 7) % text_terms))
+        .collect();
 
     // Bare ONNX Runtime: the same file, tensors prepared before the clock starts.
     let environment = lakecat_udfs::runtime::environment().expect("ONNX Runtime (run scripts/setup.sh)");
@@ -109,7 +120,10 @@ async fn main() {
     let provider = engine.provider();
     let ctx = SessionContext::new_with_config(lakecat_udfs::config::session_config().with_batch_size(8192));
     lakecat_udfs::register_all(&ctx, Arc::new(ModelRegistry::new().with_model("bench", engine)));
-    let schema = Arc::new(Schema::new(vec![Field::new("image", DataType::Binary, false), Field::new("title", DataType::Utf8, false)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("image", DataType::Binary, false),
+        Field::new("title", DataType::Utf8, false),
+    ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -118,7 +132,8 @@ async fn main() {
         ],
     )
     .expect("batch");
-    ctx.register_table("products", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table"))).expect("register");
+    ctx.register_table("products", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("table")))
+        .expect("register");
 
     let (mut bare, mut end_to_end) = (Vec::new(), Vec::new());
     for _ in 0..options.rounds {
@@ -130,7 +145,11 @@ async fn main() {
                 &image_tensor[start * per_image..(start + rows) * per_image],
             ))
             .expect("image tensor");
-            let text = TensorRef::from_array_view(([rows, text_terms], &text_tensor[start * text_terms..(start + rows) * text_terms])).expect("text tensor");
+            let text = TensorRef::from_array_view((
+                [rows, text_terms],
+                &text_tensor[start * text_terms..(start + rows) * text_terms],
+            ))
+            .expect("text tensor");
             let outputs = session.run(ort::inputs![IMAGE_INPUT => image, TEXT_INPUT => text]).expect("run");
             assert_eq!(outputs[LOGITS_OUTPUT].try_extract_tensor::<f32>().expect("logits").1.len(), rows * classes);
         }

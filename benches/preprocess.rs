@@ -22,7 +22,8 @@ fn main() {
             _ => {} // cargo bench passes --bench
         }
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&images_dir).expect("images dir").flatten().map(|e| e.path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&images_dir).expect("images dir").flatten().map(|e| e.path()).collect();
     files.sort();
     let images: Vec<Vec<u8>> = files.iter().map(|path| std::fs::read(path).expect("image")).collect();
     let inputs: Vec<Option<&[u8]>> = images.iter().map(|bytes| Some(bytes.as_slice())).collect();

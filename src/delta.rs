@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use arrow::array::RecordBatch;
-use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
+use deltalake::protocol::SaveMode;
 use url::Url;
 
 use crate::{Error, Result};
@@ -13,12 +13,14 @@ use crate::{Error, Result};
 /// a new table can be written there).
 pub fn table_url(location: &str) -> Result<Url> {
     if location.contains("://") {
-        return Url::parse(location).map_err(|error| Error::Input(format!("{location:?} is not a valid table URL: {error}")));
+        return Url::parse(location)
+            .map_err(|error| Error::Input(format!("{location:?} is not a valid table URL: {error}")));
     }
     let path = Path::new(location);
     std::fs::create_dir_all(path).map_err(|source| Error::io(location, source))?;
     let absolute = std::fs::canonicalize(path).map_err(|source| Error::io(location, source))?;
-    Url::from_directory_path(&absolute).map_err(|()| Error::Input(format!("{location:?} cannot be used as a table location")))
+    Url::from_directory_path(&absolute)
+        .map_err(|()| Error::Input(format!("{location:?} cannot be used as a table location")))
 }
 
 /// Opens an existing table, at its latest version or at `version`.

@@ -25,7 +25,11 @@ impl Progress {
             } else {
                 "{msg} {spinner} {pos} rows, {per_sec}"
             };
-            bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
             bar.set_message(label.clone());
             bar
         });

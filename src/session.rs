@@ -29,7 +29,12 @@ impl SessionBuilder {
     }
 
     /// Registers the Delta table at `location` as `name` at `version` (latest when `None`).
-    pub fn with_table_version(mut self, name: impl Into<String>, location: impl Into<String>, version: Option<u64>) -> Self {
+    pub fn with_table_version(
+        mut self,
+        name: impl Into<String>,
+        location: impl Into<String>,
+        version: Option<u64>,
+    ) -> Self {
         self.tables.push((name.into(), location.into(), version));
         self
     }

@@ -83,7 +83,10 @@ impl Bundle {
         let dir = dir.as_ref().to_path_buf();
         let refuse = |reason: String| Error::bundle(&dir, reason);
         if !dir.is_dir() {
-            return Err(refuse(format!("{} is not a directory (a bundle is a directory with {MANIFEST_FILE} and {MODEL_FILE})", dir.display())));
+            return Err(refuse(format!(
+                "{} is not a directory (a bundle is a directory with {MANIFEST_FILE} and {MODEL_FILE})",
+                dir.display()
+            )));
         }
         let manifest: Manifest = read_json(&dir.join(MANIFEST_FILE), "a bundle manifest")?;
         if manifest.format_version != FORMAT_VERSION {
@@ -109,8 +112,11 @@ impl Bundle {
         }
         let taxonomy_path = dir.join(TAXONOMY_FILE);
         let taxonomy_json = fs::read_to_string(&taxonomy_path).map_err(|source| Error::io(&taxonomy_path, source))?;
-        let taxonomy = Taxonomy::from_json(&taxonomy_json)
-            .map_err(|source| Error::Json { path: taxonomy_path.clone(), what: "a taxonomy", source })??;
+        let taxonomy = Taxonomy::from_json(&taxonomy_json).map_err(|source| Error::Json {
+            path: taxonomy_path.clone(),
+            what: "a taxonomy",
+            source,
+        })??;
         let text = match &manifest.inputs.text {
             Some(_) => {
                 let spec: TextSpec = read_listed_json(&dir, &manifest, TEXT_FILE, "a text vectorizer")?;
@@ -198,7 +204,13 @@ pub struct BundleBuilder {
 
 impl BundleBuilder {
     /// `model` is the ONNX file's bytes; `classes` the taxonomy id of each output.
-    pub fn new(name: impl Into<String>, taxonomy: Taxonomy, classes: Vec<u32>, model: Vec<u8>, output: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        taxonomy: Taxonomy,
+        classes: Vec<u32>,
+        model: Vec<u8>,
+        output: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             taxonomy,
@@ -344,7 +356,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) ->
     serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.to_path_buf(), what, source })
 }
 
-fn read_listed_json<T: serde::de::DeserializeOwned>(dir: &Path, manifest: &Manifest, file: &str, what: &'static str) -> Result<T> {
+fn read_listed_json<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    manifest: &Manifest,
+    file: &str,
+    what: &'static str,
+) -> Result<T> {
     if !manifest.files.contains_key(file) {
         return Err(Error::bundle(dir, format!("the manifest lists no checksum for {file}")));
     }

@@ -231,7 +231,11 @@ impl FusionNet {
             graph.input(IMAGE_INPUT, &[3, branch.height, branch.width]);
             let mut current = IMAGE_INPUT.to_string();
             for (index, conv) in branch.convs.iter().enumerate() {
-                let w = graph.constant(&format!("conv{index}.weight"), &[conv.out_channels, conv.in_channels, 3, 3], &conv.weights);
+                let w = graph.constant(
+                    &format!("conv{index}.weight"),
+                    &[conv.out_channels, conv.in_channels, 3, 3],
+                    &conv.weights,
+                );
                 let b = graph.constant(&format!("conv{index}.bias"), &[conv.out_channels], &conv.bias);
                 let conv_out = graph.node(
                     "Conv",
@@ -279,14 +283,23 @@ impl FusionNet {
             }
             let mut in_channels = 3;
             for conv in &branch.convs {
-                if conv.in_channels != in_channels || conv.weights.len() != conv.out_channels * in_channels * 9 || conv.bias.len() != conv.out_channels {
-                    return fail(format!("a conv layer's weights do not match {in_channels} → {} channels", conv.out_channels));
+                if conv.in_channels != in_channels
+                    || conv.weights.len() != conv.out_channels * in_channels * 9
+                    || conv.bias.len() != conv.out_channels
+                {
+                    return fail(format!(
+                        "a conv layer's weights do not match {in_channels} → {} channels",
+                        conv.out_channels
+                    ));
                 }
                 in_channels = conv.out_channels;
             }
         }
         let head = &self.head;
-        if head.inputs != image_dim + self.text_dim || head.weights.len() != head.inputs * head.outputs || head.bias.len() != head.outputs {
+        if head.inputs != image_dim + self.text_dim
+            || head.weights.len() != head.inputs * head.outputs
+            || head.bias.len() != head.outputs
+        {
             return fail(format!(
                 "the head has {} inputs and {} weights; the features need {} inputs",
                 head.inputs,
@@ -365,11 +378,16 @@ impl GraphWriter {
 
 fn value_info(name: &str, dims_after_batch: &[usize]) -> proto::ValueInfoProto {
     let mut dim = vec![proto::Dimension { value: Some(proto::DimensionValue::DimParam("batch".into())) }];
-    dim.extend(dims_after_batch.iter().map(|&d| proto::Dimension { value: Some(proto::DimensionValue::DimValue(d as i64)) }));
+    dim.extend(
+        dims_after_batch.iter().map(|&d| proto::Dimension { value: Some(proto::DimensionValue::DimValue(d as i64)) }),
+    );
     proto::ValueInfoProto {
         name: name.into(),
         r#type: Some(proto::TypeProto {
-            tensor_type: Some(proto::TensorTypeProto { elem_type: FLOAT, shape: Some(proto::TensorShapeProto { dim }) }),
+            tensor_type: Some(proto::TensorTypeProto {
+                elem_type: FLOAT,
+                shape: Some(proto::TensorShapeProto { dim }),
+            }),
         }),
     }
 }

@@ -418,7 +418,10 @@ mod tests {
 
     #[test]
     fn cmyk_and_progressive_jpegs_decode() {
-        for bytes in [&include_bytes!("../../tests/data/images/cmyk.jpg")[..], include_bytes!("../../tests/data/images/progressive.jpg")] {
+        for bytes in [
+            &include_bytes!("../../tests/data/images/cmyk.jpg")[..],
+            include_bytes!("../../tests/data/images/progressive.jpg"),
+        ] {
             let out = run(spec(16), bytes).unwrap();
             assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
             assert!(out.iter().any(|v| *v < 0.9), "not a blank image");
@@ -427,7 +430,9 @@ mod tests {
 
     #[test]
     fn resizes_jpeg_and_webp_of_any_size() {
-        for (format, size) in [(ImageFormat::Jpeg, (300, 225)), (ImageFormat::WebP, (31, 17)), (ImageFormat::Jpeg, (1000, 800))] {
+        for (format, size) in
+            [(ImageFormat::Jpeg, (300, 225)), (ImageFormat::WebP, (31, 17)), (ImageFormat::Jpeg, (1000, 800))]
+        {
             let out = run(spec(16), &encode(gradient(size.0, size.1), format)).unwrap();
             assert_eq!(out.len(), 3 * 16 * 16);
             // Left edge dark, right edge bright in the red plane.
@@ -459,7 +464,10 @@ mod tests {
         let jpeg = encode(gradient(64, 64), ImageFormat::Jpeg);
         assert_eq!(run(spec(4), &jpeg[..jpeg.len() / 2]).unwrap_err(), ImageError::Truncated("JPEG"));
         let png = encode(gradient(64, 64), ImageFormat::Png);
-        assert!(matches!(run(spec(4), &png[..png.len() / 2]).unwrap_err(), ImageError::Truncated("PNG") | ImageError::Decode { .. }));
+        assert!(matches!(
+            run(spec(4), &png[..png.len() / 2]).unwrap_err(),
+            ImageError::Truncated("PNG") | ImageError::Decode { .. }
+        ));
         let mut corrupt = png.clone();
         corrupt[40..60].fill(0xAB);
         assert!(run(spec(4), &corrupt).is_err());

@@ -132,7 +132,12 @@ impl TextVectorizer {
 
     /// Writes the vector of title + description into `out` (length [`Self::dim`]), which must be
     /// zeroed. NULL fields contribute nothing.
-    pub fn encode_into(&self, title: Option<&str>, description: Option<&str>, out: &mut [f32]) -> Result<(), TextError> {
+    pub fn encode_into(
+        &self,
+        title: Option<&str>,
+        description: Option<&str>,
+        out: &mut [f32],
+    ) -> Result<(), TextError> {
         debug_assert_eq!(out.len(), self.dim());
         let mut terms = Vec::new();
         for (field, text) in [("title", title), ("description", description)] {
@@ -234,11 +239,9 @@ mod tests {
 
     #[test]
     fn refuses_duplicate_terms() {
-        let error = TextVectorizer::new(TextSpec {
-            vocabulary: vec!["a".into(), "a".into()],
-            ..TextSpec::with_defaults()
-        })
-        .unwrap_err();
+        let error =
+            TextVectorizer::new(TextSpec { vocabulary: vec!["a".into(), "a".into()], ..TextSpec::with_defaults() })
+                .unwrap_err();
         assert!(error.to_string().contains("twice"));
     }
 }

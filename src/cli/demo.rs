@@ -36,7 +36,8 @@ const HOLDOUT: &str = "substr(md5(product_id), 1, 1) IN ('0', '1', '2')";
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sample = match args.sample {
         Some(sample) => sample,
-        None => default_sample().context("cannot find the sample data; pass --sample DIR (data/sample of the lakecat checkout)")?,
+        None => default_sample()
+            .context("cannot find the sample data; pass --sample DIR (data/sample of the lakecat checkout)")?,
     };
     let fashion = sample.join("fashion");
     let table = args.dir.join("lake/products").display().to_string();
@@ -53,7 +54,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     println!("   {} products, {} images, table version {}", imported.rows, imported.images, imported.table_version);
 
-    println!("2. Training the baseline model on the rows outside the hold-out split, from version {}", imported.table_version);
+    println!(
+        "2. Training the baseline model on the rows outside the hold-out split, from version {}",
+        imported.table_version
+    );
     let report = BaselineJob::new(&table, &bundle)
         .with_version(imported.table_version)
         .with_filter(format!("NOT ({HOLDOUT})"))
@@ -102,19 +106,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let batches = session.ctx.sql(sql).await?.collect().await?;
         println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     }
-    println!(
-        "\nNext: lakecat sql --table products={table} --model {} \"SELECT * FROM taxonomy()\"",
-        bundle.display()
-    );
+    println!("\nNext: lakecat sql --table products={table} --model {} \"SELECT * FROM taxonomy()\"", bundle.display());
     Ok(())
 }
 
 fn default_sample() -> anyhow::Result<PathBuf> {
-    let candidates = [Path::new("data/sample").to_path_buf(), Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample")];
+    let candidates =
+        [Path::new("data/sample").to_path_buf(), Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample")];
     for candidate in candidates {
         if candidate.join("fashion/products.csv").is_file() {
             return Ok(candidate);
         }
     }
-    bail!("data/sample/fashion/products.csv is neither under the current directory nor under the checkout this binary was built from")
+    bail!(
+        "data/sample/fashion/products.csv is neither under the current directory nor under the checkout this binary was built from"
+    )
 }

@@ -103,7 +103,9 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     }
     let script = match (&args.sql, &args.file) {
         (Some(sql), _) => Some(sql.clone()),
-        (None, Some(file)) => Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?),
+        (None, Some(file)) => {
+            Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?)
+        }
         (None, None) if !std::io::stdin().is_terminal() => Some(std::io::read_to_string(std::io::stdin())?),
         (None, None) => None,
     };
@@ -183,7 +185,9 @@ fn print(batches: &[RecordBatch], format: Format, max_rows: usize) -> anyhow::Re
         Format::Csv => {
             let mut writer = arrow::csv::Writer::new(&mut stdout);
             for batch in batches {
-                writer.write(batch).context("CSV cannot hold nested columns: select the struct's fields (c.category, …) or use --format json")?;
+                writer.write(batch).context(
+                    "CSV cannot hold nested columns: select the struct's fields (c.category, …) or use --format json",
+                )?;
             }
         }
         Format::Json => {

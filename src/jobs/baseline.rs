@@ -51,7 +51,8 @@ impl BaselineJob {
     }
 
     pub async fn execute(self) -> Result<BaselineReport> {
-        let session = SessionBuilder::new().with_table_version("training_data", &self.table, self.version).build().await?;
+        let session =
+            SessionBuilder::new().with_table_version("training_data", &self.table, self.version).build().await?;
         let version = crate::delta::open_table(&self.table, self.version).await?.version();
         let filter = self.filter.as_deref().map(|predicate| format!(" WHERE {predicate}")).unwrap_or_default();
         let sql = format!("SELECT image, title, description, category_path FROM training_data{filter}");
@@ -80,7 +81,8 @@ impl BaselineJob {
         if examples.is_empty() {
             return Err(Error::Input(format!("{}{filter} has no rows to train on", self.table)));
         }
-        let source = TrainingSource { table_uri: self.table.clone(), delta_version: version, rows: examples.len() as u64 };
+        let source =
+            TrainingSource { table_uri: self.table.clone(), delta_version: version, rows: examples.len() as u64 };
         Ok(self.trainer.with_training_source(source).fit(&examples, &self.bundle_dir)?)
     }
 }
@@ -93,7 +95,18 @@ fn normalize(batch: &RecordBatch) -> Result<RecordBatch> {
         DataType::Utf8,
         DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
     ];
-    let columns = batch.columns().iter().zip(&targets).map(|(column, target)| cast(column, target)).collect::<Result<Vec<_>, _>>()?;
-    let fields: Vec<Field> = batch.schema().fields().iter().zip(&targets).map(|(field, target)| Field::new(field.name(), target.clone(), true)).collect();
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(&targets)
+        .map(|(column, target)| cast(column, target))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&targets)
+        .map(|(field, target)| Field::new(field.name(), target.clone(), true))
+        .collect();
     Ok(RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)?)
 }

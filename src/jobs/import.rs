@@ -28,7 +28,10 @@ pub enum Labels {
     /// One column per level, top level first (fashion: masterCategory, subCategory, articleType).
     Columns(Vec<String>),
     /// One column holding `A >> B >> C` (or `A > B > C`), cut to `max_depth` levels if given.
-    Tree { column: String, max_depth: Option<usize> },
+    Tree {
+        column: String,
+        max_depth: Option<usize>,
+    },
 }
 
 /// Whether the table holds the image bytes or only their location.
@@ -182,7 +185,9 @@ impl ImportJob {
             )));
         }
         if self.image_column.is_none() && self.images_dir.is_none() {
-            return Err(Error::Input("say where the images are: --images DIR (files named <id>.jpg) and/or --image-column".into()));
+            return Err(Error::Input(
+                "say where the images are: --images DIR (files named <id>.jpg) and/or --image-column".into(),
+            ));
         }
         Ok(())
     }
@@ -203,17 +208,29 @@ impl ImportJob {
         ];
         let ours: HashSet<String> = fields.iter().map(|field| field.name().clone()).collect();
         for field in source.fields() {
-            let name = if ours.contains(field.name()) { format!("source_{}", field.name()) } else { field.name().clone() };
+            let name =
+                if ours.contains(field.name()) { format!("source_{}", field.name()) } else { field.name().clone() };
             fields.push(Field::new(name, DataType::Utf8, true));
         }
         Arc::new(Schema::new(fields))
     }
 
-    fn convert(&self, batch: &RecordBatch, fetcher: &ImageFetcher, settings: &FetchSettings, report: &mut ImportReport) -> Result<RecordBatch> {
-        let column = |name: &str| -> &StringArray { batch.column_by_name(name).expect("checked columns exist").as_string::<i32>() };
+    fn convert(
+        &self,
+        batch: &RecordBatch,
+        fetcher: &ImageFetcher,
+        settings: &FetchSettings,
+        report: &mut ImportReport,
+    ) -> Result<RecordBatch> {
+        let column = |name: &str| -> &StringArray {
+            batch.column_by_name(name).expect("checked columns exist").as_string::<i32>()
+        };
         let ids = column(&self.id_column);
         if ids.null_count() > 0 {
-            return Err(Error::Input(format!("column {} has empty product ids; every product needs one", self.id_column)));
+            return Err(Error::Input(format!(
+                "column {} has empty product ids; every product needs one",
+                self.id_column
+            )));
         }
         let optional = |name: &Option<String>| -> ArrayRef {
             match name {
@@ -221,7 +238,9 @@ impl ImportJob {
                 None => Arc::new(StringArray::new_null(batch.num_rows())),
             }
         };
-        let sources: Vec<Option<String>> = (0..batch.num_rows()).map(|row| self.image_source(ids.value(row), self.image_column.as_deref().map(column), row)).collect();
+        let sources: Vec<Option<String>> = (0..batch.num_rows())
+            .map(|row| self.image_source(ids.value(row), self.image_column.as_deref().map(column), row))
+            .collect();
         let source_refs: Vec<Option<&str>> = sources.iter().map(Option::as_deref).collect();
         let image: ArrayRef = match self.storage {
             ImageStorage::Embed => {
@@ -288,7 +307,9 @@ impl ImportJob {
         if let Some(column) = image_column {
             let value = column.is_valid(row).then(|| column.value(row).trim()).filter(|value| !value.is_empty())?;
             return Some(match &self.images_dir {
-                Some(dir) if !value.contains("://") && !Path::new(value).is_absolute() => dir.join(value).display().to_string(),
+                Some(dir) if !value.contains("://") && !Path::new(value).is_absolute() => {
+                    dir.join(value).display().to_string()
+                }
                 _ => value.to_string(),
             });
         }
@@ -330,9 +351,14 @@ fn read_source(path: &Path, batch_rows: usize) -> Result<SourceData> {
             let format = arrow::csv::reader::Format::default().with_header(true);
             let (inferred, _) = format.infer_schema(open()?, Some(100))?;
             let schema = Arc::new(Schema::new(
-                inferred.fields().iter().map(|field| Field::new(field.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
+                inferred
+                    .fields()
+                    .iter()
+                    .map(|field| Field::new(field.name(), DataType::Utf8, true))
+                    .collect::<Vec<_>>(),
             ));
-            let reader = arrow::csv::ReaderBuilder::new(schema).with_format(format).with_batch_size(batch_rows).build(open()?)?;
+            let reader =
+                arrow::csv::ReaderBuilder::new(schema).with_format(format).with_batch_size(batch_rows).build(open()?)?;
             reader.collect::<Result<_, _>>()?
         }
         "parquet" => {
@@ -359,6 +385,7 @@ fn read_source(path: &Path, batch_rows: usize) -> Result<SourceData> {
 /// Every column of a Parquet batch as text, as CSV columns are.
 fn as_text(batch: &RecordBatch) -> Result<RecordBatch> {
     let columns = batch.columns().iter().map(|column| cast(column, &DataType::Utf8)).collect::<Result<Vec<_>, _>>()?;
-    let fields: Vec<Field> = batch.schema().fields().iter().map(|field| Field::new(field.name(), DataType::Utf8, true)).collect();
+    let fields: Vec<Field> =
+        batch.schema().fields().iter().map(|field| Field::new(field.name(), DataType::Utf8, true)).collect();
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }

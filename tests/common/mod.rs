@@ -73,8 +73,10 @@ pub async fn session() -> LakecatSession {
 
 async fn build() -> lakecat::Result<Fixture> {
     // One directory per test binary, rebuilt on every run.
-    let binary = std::env::current_exe().ok().and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()));
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lakecat-fixture-{}", binary.unwrap_or_default()));
+    let binary =
+        std::env::current_exe().ok().and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()));
+    let root =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lakecat-fixture-{}", binary.unwrap_or_default()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("fixture dir");
     let table = |name: &str| root.join("lake").join(name).display().to_string();
@@ -118,7 +120,10 @@ fn read(path: &Path) -> Vec<u8> {
 async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Result<()> {
     let good = read(&sample_image(GOOD_IMAGE));
     let gradient = |x: u32, y: u32| (x * 4 + y * 2) as u16;
-    let png = encode(DynamicImage::ImageRgba8(ImageBuffer::from_fn(48, 48, |x, y| Rgba([200, 30, (x * 5) as u8, 128 + (y as u8)]))), ImageFormat::Png);
+    let png = encode(
+        DynamicImage::ImageRgba8(ImageBuffer::from_fn(48, 48, |x, y| Rgba([200, 30, (x * 5) as u8, 128 + (y as u8)]))),
+        ImageFormat::Png,
+    );
     let mut corrupt_png = png.clone();
     corrupt_png[60..120].fill(0x5A);
     let images = repo_root().join("tests/data/images");
@@ -128,9 +133,25 @@ async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Resu
         ("good_jpeg", Some(good.clone()), Some("Nike Men Blue T-shirt"), None),
         ("cmyk_jpeg", Some(read(&images.join("cmyk.jpg"))), None, None),
         ("progressive_jpeg", Some(read(&images.join("progressive.jpg"))), None, None),
-        ("gray16_png", Some(encode(DynamicImage::ImageLuma16(ImageBuffer::from_fn(40, 30, |x, y| Luma([gradient(x, y) * 300]))), ImageFormat::Png)), None, None),
+        (
+            "gray16_png",
+            Some(encode(
+                DynamicImage::ImageLuma16(ImageBuffer::from_fn(40, 30, |x, y| Luma([gradient(x, y) * 300]))),
+                ImageFormat::Png,
+            )),
+            None,
+            None,
+        ),
         ("rgba_png", Some(png), None, None),
-        ("webp", Some(encode(DynamicImage::ImageRgba8(ImageBuffer::from_pixel(20, 20, Rgba([10, 200, 10, 255]))), ImageFormat::WebP)), None, None),
+        (
+            "webp",
+            Some(encode(
+                DynamicImage::ImageRgba8(ImageBuffer::from_pixel(20, 20, Rgba([10, 200, 10, 255]))),
+                ImageFormat::WebP,
+            )),
+            None,
+            None,
+        ),
         ("truncated_jpeg", Some(good[..good.len() / 2].to_vec()), Some("Blue shirt"), None),
         ("zero_bytes", Some(Vec::new()), Some("Blue shirt"), None),
         ("not_an_image", Some(b"hello world, not an image".to_vec()), Some("Blue shirt"), None),

@@ -5,7 +5,11 @@ use std::process::{Command, Output};
 use crate::common::fixture;
 
 fn lakecat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lakecat")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("lakecat runs")
+    Command::new(env!("CARGO_BIN_EXE_lakecat"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("lakecat runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -25,7 +29,10 @@ fn help_teaches_the_subcommands() {
     let sql = stdout(&lakecat(&["sql", "--help"]));
     assert!(sql.contains("categorize([model,] image, title, description)") && sql.contains("SET lakecat."), "{sql}");
     let import = stdout(&lakecat(&["import", "--help"]));
-    assert!(import.contains("--category-tree") && import.contains("lakecat import data/sample/fashion/products.csv"), "{import}");
+    assert!(
+        import.contains("--category-tree") && import.contains("lakecat import data/sample/fashion/products.csv"),
+        "{import}"
+    );
 }
 
 #[test]
@@ -67,7 +74,14 @@ fn sql_writes_predictions_to_a_delta_table() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("wrote 239 rows"), "{}", stderr(&output));
-    let read_back = lakecat(&["sql", "-t", &format!("p={target}"), "--format", "csv", "SELECT count(*) AS n, count(prediction.error) AS errors FROM p"]);
+    let read_back = lakecat(&[
+        "sql",
+        "-t",
+        &format!("p={target}"),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, count(prediction.error) AS errors FROM p",
+    ]);
     assert_eq!(stdout(&read_back), "n,errors\n239,0\n", "{}", stderr(&read_back));
 }
 

@@ -109,7 +109,14 @@ async fn missing_images_are_kept_as_null_and_reported() {
     assert_eq!((report.rows, report.images, report.images_missing), (2, 1, 1));
     assert!(report.missing_examples[0].contains("no-such-product.jpg: no such file"), "{:?}", report.missing_examples);
     let session = SessionBuilder::new().with_table("t", &table).build().await.unwrap();
-    let batches = session.ctx.sql("SELECT product_id, image IS NULL AS no_image FROM t ORDER BY product_id").await.unwrap().collect().await.unwrap();
+    let batches = session
+        .ctx
+        .sql("SELECT product_id, image IS NULL AS no_image FROM t ORDER BY product_id")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert_batches_eq!(
         [
             "+-----------------+----------+",
@@ -147,12 +154,15 @@ async fn reference_mode_stores_locations_and_append_adds_a_version() {
 
 #[tokio::test]
 async fn missing_columns_are_named_with_the_available_ones() {
-    let error = ImportJob::new(repo_root().join("data/sample/fashion/products.csv"), fixture().root.join("never").display().to_string())
-        .with_title_column("title")
-        .with_images_dir("x")
-        .execute()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = ImportJob::new(
+        repo_root().join("data/sample/fashion/products.csv"),
+        fixture().root.join("never").display().to_string(),
+    )
+    .with_title_column("title")
+    .with_images_dir("x")
+    .execute()
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("has no column title (its columns: id, gender, masterCategory"), "{error}");
 }

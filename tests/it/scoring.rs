@@ -47,7 +47,10 @@ async fn real_products_get_every_level_of_their_category() {
 async fn onnx_runtime_agrees_with_the_fitted_weights() {
     // The trainer computed its training accuracy in Rust from the weights it wrote; scoring the
     // same rows through the ONNX graph in ONNX Runtime must give the same share.
-    let manifest_accuracy = lakecat_core::Bundle::load(&fixture().baseline).unwrap().manifest().metrics["training_accuracy"].as_f64().unwrap();
+    let manifest_accuracy =
+        lakecat_core::Bundle::load(&fixture().baseline).unwrap().manifest().metrics["training_accuracy"]
+            .as_f64()
+            .unwrap();
     let batches = query(
         "SELECT avg(CASE WHEN c.path = category_path THEN 1.0 ELSE 0.0 END) AS accuracy, count(c.error) AS errors \
          FROM (SELECT category_path, categorize(image, title, description) AS c FROM products)",
@@ -55,7 +58,10 @@ async fn onnx_runtime_agrees_with_the_fitted_weights() {
     .await;
     let accuracy = batches[0].column(0).as_primitive::<Float64Type>().value(0);
     // ONNX Runtime computes in f32, the trainer in f64: at most a near-tie may flip.
-    assert!((accuracy - manifest_accuracy).abs() <= 1.0 / 239.0 + 1e-9, "ONNX Runtime {accuracy} vs fitted {manifest_accuracy}");
+    assert!(
+        (accuracy - manifest_accuracy).abs() <= 1.0 / 239.0 + 1e-9,
+        "ONNX Runtime {accuracy} vs fitted {manifest_accuracy}"
+    );
     assert!(accuracy > 0.9, "the baseline should fit its own training data, got {accuracy}");
     assert_eq!(batches[0].column(1).as_primitive::<arrow::datatypes::Int64Type>().value(0), 0);
 }
@@ -127,11 +133,17 @@ async fn engine_reports_its_execution_provider() {
 
 /// Writes a bundle whose parts are valid on their own; `text_terms`, `classes_in_model` and
 /// the taxonomy decide whether they fit together.
-fn write_bundle(dir: &Path, text_terms: usize, model_text_dim: usize, model_classes: usize) -> lakecat_core::Result<lakecat_core::Bundle> {
+fn write_bundle(
+    dir: &Path,
+    text_terms: usize,
+    model_text_dim: usize,
+    model_classes: usize,
+) -> lakecat_core::Result<lakecat_core::Bundle> {
     let taxonomy = Taxonomy::from_paths("t", ["A > B", "A > C", "D"].map(split_path)).unwrap();
     let classes = taxonomy.leaves();
     let network = FusionNet::random(Some((8, 8, &[4], 1)), model_text_dim, model_classes, 1);
-    let text = TextSpec { vocabulary: (0..text_terms).map(|i| format!("term{i}")).collect(), ..TextSpec::with_defaults() };
+    let text =
+        TextSpec { vocabulary: (0..text_terms).map(|i| format!("term{i}")).collect(), ..TextSpec::with_defaults() };
     BundleBuilder::new("broken", taxonomy, classes, network.to_onnx().unwrap(), LOGITS_OUTPUT)
         .with_text_input(TEXT_INPUT, text)
         .with_image_input(IMAGE_INPUT, ImageSpec::imagenet(8))

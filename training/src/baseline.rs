@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use lakecat_core::onnx::{Dense, FusionNet, IMAGE_INPUT, ImageBranch, LOGITS_OUTPUT, TEXT_INPUT};
-use lakecat_core::{Bundle, BundleBuilder, ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer, TrainingSource};
+use lakecat_core::{
+    Bundle, BundleBuilder, ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer, TrainingSource,
+};
 use rayon::prelude::*;
 
 use crate::{Error, Result};
@@ -140,13 +142,18 @@ impl BaselineTrainer {
             .collect();
         let taxonomy = Taxonomy::from_paths("labels", labelled.iter().map(|example| example.label.clone()))?;
         let classes = taxonomy.leaves();
-        let class_index: BTreeMap<u32, usize> = classes.iter().enumerate().map(|(index, &class)| (class, index)).collect();
+        let class_index: BTreeMap<u32, usize> =
+            classes.iter().enumerate().map(|(index, &class)| (class, index)).collect();
         let mut used: Vec<(&Example<'_>, usize)> = Vec::new();
         for example in labelled {
-            let node = taxonomy.find_path(example.label.as_slice()).expect("every label is a path of the taxonomy built from the labels");
+            let node = taxonomy
+                .find_path(example.label.as_slice())
+                .expect("every label is a path of the taxonomy built from the labels");
             match class_index.get(&node) {
                 Some(&class) => used.push((example, class)),
-                None => *skipped.entry("label is an inner category (another label extends it)".into()).or_default() += 1,
+                None => {
+                    *skipped.entry("label is an inner category (another label extends it)".into()).or_default() += 1
+                }
             }
         }
         if used.is_empty() {
@@ -159,7 +166,12 @@ impl BaselineTrainer {
                 .iter()
                 .map(|(example, _)| format!("{} {}", example.title.unwrap_or(""), example.description.unwrap_or("")))
                 .collect();
-            Some(TextVectorizer::fit(self.text.clone(), texts.iter().map(String::as_str), self.min_document_count, self.max_terms)?)
+            Some(TextVectorizer::fit(
+                self.text.clone(),
+                texts.iter().map(String::as_str),
+                self.min_document_count,
+                self.max_terms,
+            )?)
         } else {
             None
         };
@@ -174,16 +186,18 @@ impl BaselineTrainer {
         };
 
         let mut image_failures: BTreeMap<String, usize> = BTreeMap::new();
-        let raw_features: Vec<Option<(Vec<f32>, [f64; 3])>> = if self.use_images {
+        let raw_features: Vec<Option<RawImageFeatures>> = if self.use_images {
             let preprocessor = ImagePreprocessor::new(raw_spec.clone())?;
-            let results: Vec<Result<Option<(Vec<f32>, [f64; 3])>, String>> = used
+            let results: Vec<Result<Option<RawImageFeatures>, String>> = used
                 .par_iter()
                 .map(|(example, _)| {
                     let Some(bytes) = example.image else { return Ok(None) };
                     let mut tensor = vec![0.0; raw_spec.values_per_image()];
                     preprocessor.preprocess_into(bytes, &mut tensor).map_err(|error| error.to_string())?;
                     let plane = tensor.len() / 3;
-                    let squares = [0, 1, 2].map(|c| tensor[c * plane..(c + 1) * plane].iter().map(|v| f64::from(v * v)).sum::<f64>() / plane as f64);
+                    let squares = [0, 1, 2].map(|c| {
+                        tensor[c * plane..(c + 1) * plane].iter().map(|v| f64::from(v * v)).sum::<f64>() / plane as f64
+                    });
                     Ok(Some((grid_means(&tensor, branch.height, branch.width, self.pool_grid), squares)))
                 })
                 .collect();
@@ -200,13 +214,19 @@ impl BaselineTrainer {
             vec![None; used.len()]
         };
         let cells = self.pool_grid * self.pool_grid;
-        let decoded: Vec<&(Vec<f32>, [f64; 3])> = raw_features.iter().flatten().collect();
+        let decoded: Vec<&RawImageFeatures> = raw_features.iter().flatten().collect();
         let mut mean = [0.0f32; 3];
         let mut std = [1.0f32; 3];
         if !decoded.is_empty() {
             for c in 0..3 {
                 let n = decoded.len() as f64;
-                let channel_mean = decoded.iter().map(|(grid, _)| grid[c * cells..(c + 1) * cells].iter().map(|v| f64::from(*v)).sum::<f64>() / cells as f64).sum::<f64>() / n;
+                let channel_mean = decoded
+                    .iter()
+                    .map(|(grid, _)| {
+                        grid[c * cells..(c + 1) * cells].iter().map(|v| f64::from(*v)).sum::<f64>() / cells as f64
+                    })
+                    .sum::<f64>()
+                    / n;
                 let mean_square = decoded.iter().map(|(_, squares)| squares[c]).sum::<f64>() / n;
                 mean[c] = channel_mean as f32;
                 std[c] = (mean_square - channel_mean * channel_mean).max(1e-4).sqrt() as f32;
@@ -216,7 +236,9 @@ impl BaselineTrainer {
         let image_features: Vec<Option<Vec<f32>>> = raw_features
             .into_iter()
             .map(|features| {
-                features.map(|(grid, _)| grid.iter().enumerate().map(|(j, v)| (v - mean[j / cells]) / std[j / cells]).collect())
+                features.map(|(grid, _)| {
+                    grid.iter().enumerate().map(|(j, v)| (v - mean[j / cells]) / std[j / cells]).collect()
+                })
             })
             .collect();
 
@@ -272,7 +294,11 @@ impl BaselineTrainer {
             let means: Vec<f64> = sums
                 .iter()
                 .enumerate()
-                .map(|(index, sum)| if counts[index % class_count] > 0 { sum / counts[index % class_count] as f64 } else { 0.0 })
+                .map(
+                    |(index, sum)| {
+                        if counts[index % class_count] > 0 { sum / counts[index % class_count] as f64 } else { 0.0 }
+                    },
+                )
                 .collect();
             let mut variance = vec![0.0f64; image_dim];
             let mut total = 0usize;
@@ -302,7 +328,8 @@ impl BaselineTrainer {
         // the image's share of the logits is scaled by the weight that classifies the
         // training rows best (one parameter; ties go to the smaller weight).
         let image_weight = if image_dim > 0 {
-            let parts = LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
+            let parts =
+                LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
             IMAGE_WEIGHTS
                 .iter()
                 .copied()
@@ -327,10 +354,14 @@ impl BaselineTrainer {
             },
         };
         // Accuracy of the final weights, computed the way the graph computes them.
-        let final_parts = LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
+        let final_parts =
+            LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
         let training_accuracy = final_parts.correct(1.0) as f64 / used.len() as f64;
         let mut builder = BundleBuilder::new(&self.name, taxonomy, classes, network.to_onnx()?, LOGITS_OUTPUT)
-            .with_hyperparameter("trainer", "baseline: Bernoulli naive Bayes (text) + LDA directions on pooled colours (image)")
+            .with_hyperparameter(
+                "trainer",
+                "baseline: Bernoulli naive Bayes (text) + LDA directions on pooled colours (image)",
+            )
             .with_hyperparameter("image_size", self.image_size)
             .with_hyperparameter("pool_grid", self.pool_grid as u64)
             .with_hyperparameter("smoothing", self.smoothing)
@@ -351,6 +382,9 @@ impl BaselineTrainer {
         Ok(BaselineReport { bundle, examples_used: used.len(), skipped, image_failures, training_accuracy })
     }
 }
+
+/// Grid means of an image in [0, 1] pixel values, and the mean square of each channel.
+type RawImageFeatures = (Vec<f32>, [f64; 3]);
 
 /// Candidate scales of the image evidence.
 const IMAGE_WEIGHTS: [f64; 8] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -407,7 +441,9 @@ impl LogitParts {
             .zip(&self.labels)
             .filter(|((text, image), label)| {
                 let logits = text.iter().zip(image.iter()).map(|(t, i)| t + weight * i);
-                let best = logits.enumerate().fold((0, f64::NEG_INFINITY), |best, (k, logit)| if logit > best.1 { (k, logit) } else { best });
+                let best = logits
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |best, (k, logit)| if logit > best.1 { (k, logit) } else { best });
                 best.0 == **label
             })
             .count()
@@ -455,10 +491,25 @@ mod tests {
         let (red, blue) = (solid([220, 20, 20]), solid([20, 20, 220]));
         let mut examples = Vec::new();
         for i in 0..20 {
-            examples.push(Example { image: Some(&red), title: Some(if i % 2 == 0 { "red shirt" } else { "cotton shirt" }), description: None, label: label("Apparel > Shirts") });
-            examples.push(Example { image: Some(&blue), title: Some(if i % 2 == 0 { "blue shoe" } else { "leather shoe" }), description: None, label: label("Footwear > Shoes") });
+            examples.push(Example {
+                image: Some(&red),
+                title: Some(if i % 2 == 0 { "red shirt" } else { "cotton shirt" }),
+                description: None,
+                label: label("Apparel > Shirts"),
+            });
+            examples.push(Example {
+                image: Some(&blue),
+                title: Some(if i % 2 == 0 { "blue shoe" } else { "leather shoe" }),
+                description: None,
+                label: label("Footwear > Shoes"),
+            });
         }
-        examples.push(Example { image: Some(b"junk"), title: Some("shirt"), description: None, label: label("Apparel > Shirts") });
+        examples.push(Example {
+            image: Some(b"junk"),
+            title: Some("shirt"),
+            description: None,
+            label: label("Apparel > Shirts"),
+        });
         examples.push(Example { image: None, title: Some("x"), description: None, label: Vec::new() });
         let dir = tempfile::tempdir().unwrap();
         let report = BaselineTrainer::new("unit").fit(&examples, dir.path()).unwrap();
@@ -467,7 +518,10 @@ mod tests {
         assert_eq!(report.skipped.get("no label"), Some(&1));
         assert_eq!(report.image_failures.values().sum::<usize>(), 1);
         assert_eq!(report.bundle.classes().len(), 2);
-        assert_eq!(report.bundle.text().unwrap().spec().vocabulary, ["blue", "cotton", "leather", "red", "shirt", "shoe"]);
+        assert_eq!(
+            report.bundle.text().unwrap().spec().vocabulary,
+            ["blue", "cotton", "leather", "red", "shirt", "shoe"]
+        );
     }
 
     #[test]

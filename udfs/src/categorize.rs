@@ -15,38 +15,28 @@ use datafusion::logical_expr::{
 use lakecat_core::text::field_from_bytes;
 
 use crate::config::LakecatOptions;
+use crate::doc_section;
 use crate::engine::RowInput;
 use crate::error::{RowError, Stage};
 use crate::fetch::{FetchSettings, ImageFetcher};
-use crate::prediction::{PredictionBuilder, PredictionSettings, prediction_fields};
-use crate::registry::ModelRegistry;
-use crate::doc_section;
 use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
+use crate::prediction::{PredictionBuilder, PredictionSettings, prediction_fields};
+use crate::registry::{ModelRegistry, SharedModels};
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CategorizeUdf {
     signature: Signature,
-    models: Arc<ModelRegistry>,
+    models: SharedModels,
     fetcher: ImageFetcher,
 }
 
 impl CategorizeUdf {
     pub fn new(models: Arc<ModelRegistry>) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), models, fetcher: ImageFetcher::default() }
-    }
-}
-
-impl PartialEq for CategorizeUdf {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.models, &other.models)
-    }
-}
-
-impl Eq for CategorizeUdf {}
-
-impl std::hash::Hash for CategorizeUdf {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.models).hash(state);
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+            models: SharedModels::new(models),
+            fetcher: ImageFetcher::default(),
+        }
     }
 }
 
@@ -71,8 +61,17 @@ impl ScalarUDFImpl for CategorizeUdf {
         let inputs = match arg_types.len() {
             3 => arg_types,
             4 if is_text(&arg_types[0]) => &arg_types[1..],
-            4 => return plan_err!("categorize: the first of four arguments is the model name, a string; got {}", arg_types[0]),
-            n => return plan_err!("categorize takes (image, title, description) or ('model', image, title, description), got {n} arguments"),
+            4 => {
+                return plan_err!(
+                    "categorize: the first of four arguments is the model name, a string; got {}",
+                    arg_types[0]
+                );
+            }
+            n => {
+                return plan_err!(
+                    "categorize takes (image, title, description) or ('model', image, title, description), got {n} arguments"
+                );
+            }
         };
         let image = &inputs[0];
         if !(is_bytes(image) || is_text(image) || image.is_null()) {
@@ -80,7 +79,9 @@ impl ScalarUDFImpl for CategorizeUdf {
         }
         for (name, data_type) in [("title", &inputs[1]), ("description", &inputs[2])] {
             if !(is_text(data_type) || is_bytes(data_type) || data_type.is_null()) {
-                return plan_err!("categorize: {name} must be a string, got {data_type}; cast it with CAST({name} AS VARCHAR)");
+                return plan_err!(
+                    "categorize: {name} must be a string, got {data_type}; cast it with CAST({name} AS VARCHAR)"
+                );
             }
         }
         Ok(arg_types.to_vec())
@@ -101,12 +102,16 @@ impl ScalarUDFImpl for CategorizeUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let (engine, inputs) =
-            model_arg::split(&self.models, self.name(), 3, &args.args, |value| model_arg::from_value(self.name(), value))?;
+        let (engine, inputs) = model_arg::split(&self.models, self.name(), 3, &args.args, |value| {
+            model_arg::from_value(self.name(), value)
+        })?;
         let arrays = inputs.iter().map(|value| value.to_array(rows)).collect::<Result<Vec<ArrayRef>>>()?;
         let options = LakecatOptions::from_config(&args.config_options);
         if !(0.0..=1.0).contains(&options.confidence_threshold) {
-            return exec_err!("lakecat.confidence_threshold must be between 0 and 1, not {}", options.confidence_threshold);
+            return exec_err!(
+                "lakecat.confidence_threshold must be between 0 and 1, not {}",
+                options.confidence_threshold
+            );
         }
         let fetch = FetchSettings {
             concurrency: options.fetch_concurrency,
@@ -119,11 +124,8 @@ impl ScalarUDFImpl for CategorizeUdf {
             },
         };
         let bundle = engine.bundle();
-        let images = if bundle.image().is_some() {
-            self.resolve_images(&arrays[0], &fetch)?
-        } else {
-            vec![Ok(None); rows]
-        };
+        let images =
+            if bundle.image().is_some() { self.resolve_images(&arrays[0], &fetch)? } else { vec![Ok(None); rows] };
         let reads_text = bundle.text().is_some();
         let titles = text_values("title", &arrays[1], reads_text)?;
         let descriptions = text_values("description", &arrays[2], reads_text)?;
@@ -146,7 +148,8 @@ impl ScalarUDFImpl for CategorizeUdf {
         let mut scored = engine.score(&ready).into_iter();
 
         let settings = PredictionSettings { top_k: options.top_k, confidence_threshold: options.confidence_threshold };
-        let mut builder = PredictionBuilder::new(bundle.taxonomy(), bundle.classes(), bundle.fingerprint(), settings, rows);
+        let mut builder =
+            PredictionBuilder::new(bundle.taxonomy(), bundle.classes(), bundle.fingerprint(), settings, rows);
         for row in &staged {
             match row {
                 Ok(_) => {
@@ -191,8 +194,14 @@ impl ScalarUDFImpl for CategorizeUdf {
 
 impl CategorizeUdf {
     /// Image bytes per row: taken from a binary column, or fetched for URI strings.
-    fn resolve_images<'a>(&self, column: &'a ArrayRef, fetch: &FetchSettings) -> Result<Vec<Result<Option<ImageBytes<'a>>, RowError>>> {
-        let borrowed = |values: Vec<Option<&'a [u8]>>| values.into_iter().map(|value| Ok(value.map(ImageBytes::Borrowed))).collect();
+    fn resolve_images<'a>(
+        &self,
+        column: &'a ArrayRef,
+        fetch: &FetchSettings,
+    ) -> Result<Vec<Result<Option<ImageBytes<'a>>, RowError>>> {
+        let borrowed = |values: Vec<Option<&'a [u8]>>| {
+            values.into_iter().map(|value| Ok(value.map(ImageBytes::Borrowed))).collect()
+        };
         Ok(match column.data_type() {
             DataType::Binary => borrowed(column.as_binary::<i32>().iter().collect()),
             DataType::LargeBinary => borrowed(column.as_binary::<i64>().iter().collect()),
@@ -240,14 +249,23 @@ fn string_values(column: &ArrayRef) -> Result<Vec<Option<&str>>> {
 
 /// Text per row; bytes that are not UTF-8 are that row's error. When the model reads no text,
 /// every row gets `None` without looking at the column.
-fn text_values<'a>(field: &'static str, column: &'a ArrayRef, needed: bool) -> Result<Vec<Result<Option<&'a str>, RowError>>> {
+fn text_values<'a>(
+    field: &'static str,
+    column: &'a ArrayRef,
+    needed: bool,
+) -> Result<Vec<Result<Option<&'a str>, RowError>>> {
     if !needed {
         return Ok(vec![Ok(None); column.len()]);
     }
     let decode = |values: Vec<Option<&'a [u8]>>| {
         values
             .into_iter()
-            .map(|value| value.map(|bytes| field_from_bytes(field, bytes)).transpose().map_err(|error| RowError::new(Stage::Text, error)))
+            .map(|value| {
+                value
+                    .map(|bytes| field_from_bytes(field, bytes))
+                    .transpose()
+                    .map_err(|error| RowError::new(Stage::Text, error))
+            })
             .collect()
     };
     Ok(match column.data_type() {

@@ -5,35 +5,23 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::error::Result;
-use datafusion::logical_expr::{ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
 
 use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
-use crate::registry::ModelRegistry;
+use crate::registry::{ModelRegistry, SharedModels};
 use crate::{coerce_model_and_ids, doc_section};
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CategoryLevelUdf {
     signature: Signature,
-    models: Arc<ModelRegistry>,
+    models: SharedModels,
 }
 
 impl CategoryLevelUdf {
     pub fn new(models: Arc<ModelRegistry>) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), models }
-    }
-}
-
-impl PartialEq for CategoryLevelUdf {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.models, &other.models)
-    }
-}
-
-impl Eq for CategoryLevelUdf {}
-
-impl std::hash::Hash for CategoryLevelUdf {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.models).hash(state);
+        Self { signature: Signature::user_defined(Volatility::Immutable), models: SharedModels::new(models) }
     }
 }
 
@@ -55,17 +43,19 @@ impl ScalarUDFImpl for CategoryLevelUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (engine, inputs) =
-            model_arg::split(&self.models, self.name(), 2, &args.args, |value| model_arg::from_value(self.name(), value))?;
+        let (engine, inputs) = model_arg::split(&self.models, self.name(), 2, &args.args, |value| {
+            model_arg::from_value(self.name(), value)
+        })?;
         let ids = inputs[0].to_array(args.number_rows)?;
         let levels = inputs[1].to_array(args.number_rows)?;
         let taxonomy = engine.bundle().taxonomy();
         let mut names = StringBuilder::new();
         for (id, level) in ids.as_primitive::<Int64Type>().iter().zip(levels.as_primitive::<Int64Type>()) {
-            let name = match (id.and_then(|id| u32::try_from(id).ok()), level.and_then(|level| usize::try_from(level).ok())) {
-                (Some(id), Some(level)) if level >= 1 => taxonomy.path(id).get(level - 1).copied(),
-                _ => None,
-            };
+            let name =
+                match (id.and_then(|id| u32::try_from(id).ok()), level.and_then(|level| usize::try_from(level).ok())) {
+                    (Some(id), Some(level)) if level >= 1 => taxonomy.path(id).get(level - 1).copied(),
+                    _ => None,
+                };
             names.append_option(name);
         }
         Ok(ColumnarValue::Array(Arc::new(names.finish())))

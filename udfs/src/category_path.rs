@@ -5,35 +5,23 @@ use std::sync::{Arc, LazyLock};
 use arrow::array::{AsArray, ListBuilder, StringBuilder};
 use arrow::datatypes::{DataType, Field, Int64Type};
 use datafusion::error::Result;
-use datafusion::logical_expr::{ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
 
 use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
-use crate::registry::ModelRegistry;
+use crate::registry::{ModelRegistry, SharedModels};
 use crate::{coerce_model_and_ids, doc_section};
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CategoryPathUdf {
     signature: Signature,
-    models: Arc<ModelRegistry>,
+    models: SharedModels,
 }
 
 impl CategoryPathUdf {
     pub fn new(models: Arc<ModelRegistry>) -> Self {
-        Self { signature: Signature::user_defined(Volatility::Immutable), models }
-    }
-}
-
-impl PartialEq for CategoryPathUdf {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.models, &other.models)
-    }
-}
-
-impl Eq for CategoryPathUdf {}
-
-impl std::hash::Hash for CategoryPathUdf {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.models).hash(state);
+        Self { signature: Signature::user_defined(Volatility::Immutable), models: SharedModels::new(models) }
     }
 }
 
@@ -55,8 +43,9 @@ impl ScalarUDFImpl for CategoryPathUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (engine, inputs) =
-            model_arg::split(&self.models, self.name(), 1, &args.args, |value| model_arg::from_value(self.name(), value))?;
+        let (engine, inputs) = model_arg::split(&self.models, self.name(), 1, &args.args, |value| {
+            model_arg::from_value(self.name(), value)
+        })?;
         let ids = inputs[0].to_array(args.number_rows)?;
         let taxonomy = engine.bundle().taxonomy();
         let mut paths = ListBuilder::new(StringBuilder::new());

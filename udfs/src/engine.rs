@@ -37,7 +37,12 @@ pub struct EngineBuilder {
 
 impl EngineBuilder {
     pub fn new(bundle_dir: impl AsRef<Path>) -> Self {
-        Self { bundle_dir: bundle_dir.as_ref().to_path_buf(), batch_size: 64, device: Device::Auto, intra_threads: None }
+        Self {
+            bundle_dir: bundle_dir.as_ref().to_path_buf(),
+            batch_size: 64,
+            device: Device::Auto,
+            intra_threads: None,
+        }
     }
 
     /// Rows per ONNX Runtime call (default 64).
@@ -74,7 +79,9 @@ impl EngineBuilder {
             Device::Cpu => ("CPUExecutionProvider", None),
             Device::Auto | Device::Cuda => match ort::ep::CUDA::default().register(&mut builder) {
                 Ok(()) => ("CUDAExecutionProvider", None),
-                Err(error) if self.device == Device::Auto => ("CPUExecutionProvider", Some(format!("CUDA not used: {error}"))),
+                Err(error) if self.device == Device::Auto => {
+                    ("CPUExecutionProvider", Some(format!("CUDA not used: {error}")))
+                }
                 Err(error) => return Err(ort_error("the CUDA execution provider cannot be registered", &error)),
             },
         };
@@ -193,7 +200,8 @@ impl Engine {
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(2);
         if let (Some(name), Some(preprocessor)) = (&manifest.inputs.image, &self.images) {
             let shape = preprocessor.spec().tensor_shape(rows);
-            let tensor = TensorRef::from_array_view((shape, tensors.image.as_slice())).map_err(|e| inference(e.to_string()))?;
+            let tensor =
+                TensorRef::from_array_view((shape, tensors.image.as_slice())).map_err(|e| inference(e.to_string()))?;
             inputs.push((Cow::Borrowed(name.as_str()), tensor.into()));
         }
         if let (Some(name), Some(vectorizer)) = (&manifest.inputs.text, self.bundle.text()) {
@@ -209,7 +217,10 @@ impl Engine {
         let (_, values) = logits.try_extract_tensor::<f32>().map_err(|e| inference(e.to_string()))?;
         let classes = self.classes();
         if values.len() != rows * classes {
-            return Err(inference(format!("the model returned {} values for {rows} rows × {classes} classes", values.len())));
+            return Err(inference(format!(
+                "the model returned {} values for {rows} rows × {classes} classes",
+                values.len()
+            )));
         }
         let temperature = manifest.temperature.unwrap_or(1.0);
         let mut probabilities = values.to_vec();

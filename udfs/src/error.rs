@@ -10,7 +10,9 @@ pub enum Error {
     Runtime(String),
     #[error("no model named {name:?} is loaded (loaded: {loaded}); load it with `--model {name}=PATH`")]
     UnknownModel { name: String, loaded: String },
-    #[error("no model is loaded: start the session with `--model PATH` (a bundle directory written by `lakecat train`)")]
+    #[error(
+        "no model is loaded: start the session with `--model PATH` (a bundle directory written by `lakecat train`)"
+    )]
     NoModel,
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),

@@ -33,6 +33,19 @@ pub struct ImageFetcher {
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
+/// A fetcher is only a cache of connections: any two fetch the same bytes.
+impl PartialEq for ImageFetcher {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ImageFetcher {}
+
+impl std::hash::Hash for ImageFetcher {
+    fn hash<H: std::hash::Hasher>(&self, _state: &mut H) {}
+}
+
 enum Location {
     Local(PathBuf),
     Remote(Arc<dyn ObjectStore>, ObjectPath),
@@ -81,7 +94,9 @@ impl ImageFetcher {
             return Ok(Location::Local(path));
         }
         if matches!(scheme, "http" | "https") && !settings.allow_http {
-            return Err(refuse(format!("{uri}: http(s) image URIs are off; enable them with `SET lakecat.allow_http = true`")));
+            return Err(refuse(format!(
+                "{uri}: http(s) image URIs are off; enable them with `SET lakecat.allow_http = true`"
+            )));
         }
         let root = format!("{scheme}://{}", url.authority());
         let store = {
@@ -102,13 +117,26 @@ impl ImageFetcher {
 
 fn build_store(scheme: &str, root: &str) -> Result<Arc<dyn ObjectStore>, String> {
     let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" => Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(root).build().map_err(|e| e.to_string())?),
-        "gs" => Arc::new(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(root).build().map_err(|e| e.to_string())?),
-        "az" | "abfs" | "abfss" | "azure" => {
-            Arc::new(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(root).build().map_err(|e| e.to_string())?)
+        "s3" | "s3a" => {
+            Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(root).build().map_err(|e| e.to_string())?)
         }
-        "http" | "https" => Arc::new(object_store::http::HttpBuilder::new().with_url(root).build().map_err(|e| e.to_string())?),
-        other => return Err(format!("the URI scheme {other}:// is not supported (use a path, file://, s3://, gs://, az:// or http(s)://)")),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(root)
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+        "az" | "abfs" | "abfss" | "azure" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env().with_url(root).build().map_err(|e| e.to_string())?,
+        ),
+        "http" | "https" => {
+            Arc::new(object_store::http::HttpBuilder::new().with_url(root).build().map_err(|e| e.to_string())?)
+        }
+        other => {
+            return Err(format!(
+                "the URI scheme {other}:// is not supported (use a path, file://, s3://, gs://, az:// or http(s)://)"
+            ));
+        }
     };
     Ok(store)
 }
@@ -116,10 +144,12 @@ fn build_store(scheme: &str, root: &str) -> Result<Arc<dyn ObjectStore>, String>
 async fn fetch_one(uri: &str, location: Location, timeout: Duration) -> Result<Bytes, RowError> {
     let fetch = async {
         match location {
-            Location::Local(path) => tokio::fs::read(&path).await.map(Bytes::from).map_err(|error| match error.kind() {
-                std::io::ErrorKind::NotFound => format!("{uri}: no such file ({})", path.display()),
-                _ => format!("{uri}: {error}"),
-            }),
+            Location::Local(path) => {
+                tokio::fs::read(&path).await.map(Bytes::from).map_err(|error| match error.kind() {
+                    std::io::ErrorKind::NotFound => format!("{uri}: no such file ({})", path.display()),
+                    _ => format!("{uri}: {error}"),
+                })
+            }
             Location::Remote(store, path) => match store.get(&path).await {
                 Ok(result) => result.bytes().await.map_err(|error| format!("{uri}: {error}")),
                 Err(object_store::Error::NotFound { .. }) => Err(format!("{uri}: no such object")),
@@ -173,7 +203,8 @@ mod tests {
     #[test]
     fn refuses_http_unless_enabled_and_unknown_schemes() {
         let fetcher = ImageFetcher::default();
-        let results = fetcher.fetch_all(&[Some("http://169.254.169.254/latest"), Some("ftp://x/y")], &settings(PathBuf::from(".")));
+        let results = fetcher
+            .fetch_all(&[Some("http://169.254.169.254/latest"), Some("ftp://x/y")], &settings(PathBuf::from(".")));
         let http = results[0].as_ref().unwrap().as_ref().unwrap_err().to_string();
         assert!(http.contains("SET lakecat.allow_http = true"), "{http}");
         let ftp = results[1].as_ref().unwrap().as_ref().unwrap_err().to_string();

@@ -41,12 +41,20 @@ pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
 }
 
 pub(crate) fn doc_section() -> DocSection {
-    DocSection { include: true, label: "lakecat", description: Some("Product categorization with lakecat model bundles") }
+    DocSection {
+        include: true,
+        label: "lakecat",
+        description: Some("Product categorization with lakecat model bundles"),
+    }
 }
 
 /// Coercion for `f([model,] id, more integers…)`: the model name stays a string, the rest
 /// become Int64.
-pub(crate) fn coerce_model_and_ids(function: &str, arg_types: &[DataType], arity: usize) -> datafusion::error::Result<Vec<DataType>> {
+pub(crate) fn coerce_model_and_ids(
+    function: &str,
+    arg_types: &[DataType],
+    arity: usize,
+) -> datafusion::error::Result<Vec<DataType>> {
     let offset = match arg_types.len() {
         n if n == arity => 0,
         n if n == arity + 1 => 1,

@@ -11,8 +11,7 @@ use crate::engine::Engine;
 use crate::registry::ModelRegistry;
 
 /// Describes the `model` argument in each function's documentation.
-pub(crate) const MODEL_ARGUMENT_DOC: &str =
-    "Optional string literal naming a loaded model (`lakecat sql --model NAME=PATH`); without it the session's default model is used.";
+pub(crate) const MODEL_ARGUMENT_DOC: &str = "Optional string literal naming a loaded model (`lakecat sql --model NAME=PATH`); without it the session's default model is used.";
 
 /// Splits `args` into the model and the function's own `arity` arguments.
 pub(crate) fn split<'r, 'a, T>(
@@ -27,7 +26,11 @@ pub(crate) fn split<'r, 'a, T>(
     } else if args.len() == arity + 1 {
         Some(model_name(&args[0])?)
     } else {
-        return plan_err!("{function} takes {arity} arguments, or {} with a model name first; got {}", arity + 1, args.len());
+        return plan_err!(
+            "{function} takes {arity} arguments, or {} with a model name first; got {}",
+            arity + 1,
+            args.len()
+        );
     };
     let offset = args.len() - arity;
     Ok((models.get(name.as_deref())?, &args[offset..]))
@@ -51,7 +54,9 @@ pub(crate) fn from_value(function: &str, value: &ColumnarValue) -> Result<String
 
 pub(crate) fn from_scalar(value: &ScalarValue) -> Result<String> {
     match value {
-        ScalarValue::Utf8(Some(name)) | ScalarValue::LargeUtf8(Some(name)) | ScalarValue::Utf8View(Some(name)) => Ok(name.clone()),
+        ScalarValue::Utf8(Some(name)) | ScalarValue::LargeUtf8(Some(name)) | ScalarValue::Utf8View(Some(name)) => {
+            Ok(name.clone())
+        }
         other => plan_err!("the model name must be a non-NULL string literal, got {other}"),
     }
 }

@@ -72,7 +72,13 @@ pub struct PredictionBuilder<'a> {
 }
 
 impl<'a> PredictionBuilder<'a> {
-    pub fn new(taxonomy: &'a Taxonomy, classes: &'a [u32], model: &'a str, settings: PredictionSettings, capacity: usize) -> Self {
+    pub fn new(
+        taxonomy: &'a Taxonomy,
+        classes: &'a [u32],
+        model: &'a str,
+        settings: PredictionSettings,
+        capacity: usize,
+    ) -> Self {
         let depth = taxonomy.max_depth();
         let top_k_values = StructBuilder::new(
             alternative_fields(),
@@ -190,11 +196,8 @@ impl<'a> PredictionBuilder<'a> {
     }
 
     pub fn finish(mut self) -> StructArray {
-        let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(self.category_id.finish()),
-            Arc::new(self.category.finish()),
-            Arc::new(self.path.finish()),
-        ];
+        let mut arrays: Vec<ArrayRef> =
+            vec![Arc::new(self.category_id.finish()), Arc::new(self.category.finish()), Arc::new(self.path.finish())];
         arrays.extend(self.levels.iter_mut().map(|builder| Arc::new(builder.finish()) as ArrayRef));
         arrays.extend([
             Arc::new(self.confidence.finish()) as ArrayRef,
@@ -230,7 +233,11 @@ mod tests {
 
     #[test]
     fn assembles_levels_top_k_and_confident_path() {
-        let taxonomy = Taxonomy::from_paths("t", ["Apparel > Topwear > Shirts", "Apparel > Topwear > Tshirts", "Footwear > Shoes"].map(split_path)).unwrap();
+        let taxonomy = Taxonomy::from_paths(
+            "t",
+            ["Apparel > Topwear > Shirts", "Apparel > Topwear > Tshirts", "Footwear > Shoes"].map(split_path),
+        )
+        .unwrap();
         let classes = taxonomy.leaves();
         let settings = PredictionSettings { top_k: 2, confidence_threshold: 0.7 };
         let mut builder = PredictionBuilder::new(&taxonomy, &classes, "m@1", settings, 2);

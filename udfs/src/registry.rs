@@ -45,3 +45,36 @@ impl ModelRegistry {
         self.engines.keys().map(String::as_str)
     }
 }
+
+/// The registry as the functions hold it: shared, and compared by identity (DataFusion needs
+/// its functions to be `Eq + Hash`; two functions are the same when they score with the same
+/// registry).
+#[derive(Debug, Clone)]
+pub struct SharedModels(Arc<ModelRegistry>);
+
+impl SharedModels {
+    pub fn new(models: Arc<ModelRegistry>) -> Self {
+        Self(models)
+    }
+}
+
+impl std::ops::Deref for SharedModels {
+    type Target = ModelRegistry;
+    fn deref(&self) -> &ModelRegistry {
+        &self.0
+    }
+}
+
+impl PartialEq for SharedModels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedModels {}
+
+impl std::hash::Hash for SharedModels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.0).hash(state);
+    }
+}

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::plan_err;
@@ -31,7 +33,11 @@ impl TableFunctionImpl for TaxonomyFunction {
         let name = match args.exprs() {
             [] => None,
             [Expr::Literal(value, _)] => Some(model_arg::from_scalar(value)?),
-            _ => return plan_err!("taxonomy() takes no argument (the default model) or one model name: taxonomy('fashion')"),
+            _ => {
+                return plan_err!(
+                    "taxonomy() takes no argument (the default model) or one model name: taxonomy('fashion')"
+                );
+            }
         };
         let engine = self.models.get(name.as_deref())?;
         let batch = taxonomy_batch(engine.bundle().taxonomy())?;
