@@ -20,7 +20,8 @@ use super::WriteMode;
 /// category_id, category, path, level_1 … level_k, confidence, top_k, confident_category_id,
 /// confident_path, model and error; taxonomy([model]) lists every category;
 /// category_path([model,] id) and category_level([model,] id, level) look ids up.
-/// `SHOW FUNCTIONS LIKE 'categ%'` shows their documentation.
+/// `SELECT routine_name, syntax_example, description FROM information_schema.routines`
+/// shows their documentation.
 ///
 /// Settings (SET lakecat.<name> = value): confidence_threshold (0.5), top_k (3),
 /// fetch_concurrency (32), fetch_timeout_secs (30), allow_http (false), image_root ('').

@@ -35,7 +35,8 @@ impl LakecatOptions {
     }
 }
 
-/// A session config with lakecat's settings registered and `SHOW FUNCTIONS` enabled.
+/// A session config with lakecat's settings registered and `information_schema` enabled (where
+/// the functions' documentation is listed).
 pub fn session_config() -> SessionConfig {
     SessionConfig::new().with_information_schema(true).with_option_extension(LakecatOptions::default())
 }
