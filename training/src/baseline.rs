@@ -327,9 +327,9 @@ impl BaselineTrainer {
         // Naive Bayes treats the pooled colours as independent evidence, which they are not:
         // the image's share of the logits is scaled by the weight that classifies the
         // training rows best (one parameter; ties go to the smaller weight).
+        let parts =
+            LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
         let image_weight = if image_dim > 0 {
-            let parts =
-                LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
             IMAGE_WEIGHTS
                 .iter()
                 .copied()
@@ -353,10 +353,8 @@ impl BaselineTrainer {
                 bias: bias.iter().map(|&b| b as f32).collect(),
             },
         };
-        // Accuracy of the final weights, computed the way the graph computes them.
-        let final_parts =
-            LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
-        let training_accuracy = final_parts.correct(1.0) as f64 / used.len() as f64;
+        // The scaled weights compute exactly `text + image_weight · image`.
+        let training_accuracy = parts.correct(image_weight) as f64 / used.len() as f64;
         let mut builder = BundleBuilder::new(&self.name, taxonomy, classes, network.to_onnx()?, LOGITS_OUTPUT)
             .with_hyperparameter(
                 "trainer",
