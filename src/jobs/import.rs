@@ -238,9 +238,9 @@ impl ImportJob {
                 None => Arc::new(StringArray::new_null(batch.num_rows())),
             }
         };
-        let sources: Vec<Option<String>> = (0..batch.num_rows())
-            .map(|row| self.image_source(ids.value(row), self.image_column.as_deref().map(column), row))
-            .collect();
+        let image_names = self.image_column.as_deref().map(column);
+        let sources: Vec<Option<String>> =
+            (0..batch.num_rows()).map(|row| self.image_source(ids.value(row), image_names, row)).collect();
         let source_refs: Vec<Option<&str>> = sources.iter().map(Option::as_deref).collect();
         let image: ArrayRef = match self.storage {
             ImageStorage::Embed => {
