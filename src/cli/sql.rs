@@ -24,7 +24,9 @@ use super::WriteMode;
 /// shows their documentation.
 ///
 /// Settings (SET lakecat.<name> = value): confidence_threshold (0.5), top_k (3),
-/// fetch_concurrency (32), fetch_timeout_secs (30), allow_http (false), image_root ('').
+/// fetch_concurrency (32), fetch_timeout_secs (30), fetch_retries (3), allow_http (false),
+/// image_root ('', the current directory), allowed_locations ('': local files under
+/// image_root, any s3/gs/az bucket; e.g. 's3://bucket/images/,/data/images').
 ///
 /// Example:
 ///

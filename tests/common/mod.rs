@@ -23,7 +23,7 @@ pub struct Fixture {
     pub bad_images: String,
     /// The bad_images schema with no rows.
     pub empty: String,
-    /// Image locations: relative, absolute, file://, missing, refused.
+    /// Image locations: relative, absolute, file://, missing, refused (scheme, http, outside the root).
     pub image_uris: String,
     /// Baseline bundle on text and images (the session's default model).
     pub baseline: PathBuf,
@@ -190,6 +190,8 @@ async fn write_image_uris(location: &str) -> lakecat::Result<()> {
         ("missing_file", Some("data/sample/fashion/images/does-not-exist.jpg".into()), Some("Blue shirt")),
         ("http_off", Some("http://169.254.169.254/latest/meta-data".into()), Some("Blue shirt")),
         ("unknown_scheme", Some("ftp://example.com/shirt.jpg".into()), Some("Blue shirt")),
+        ("traversal", Some("data/sample/../../../../etc/passwd".into()), Some("Blue shirt")),
+        ("etc_passwd", Some("file:///etc/passwd".into()), Some("Blue shirt")),
         ("null_uri", None, Some("Titan Women Analog Watch")),
     ];
     let schema = Arc::new(Schema::new(vec![

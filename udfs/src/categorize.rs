@@ -1,8 +1,6 @@
 //! `categorize([model,] image, title, description)`: the predicted category of each row.
 
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, FieldRef};
@@ -113,15 +111,9 @@ impl ScalarUDFImpl for CategorizeUdf {
                 options.confidence_threshold
             );
         }
-        let fetch = FetchSettings {
-            concurrency: options.fetch_concurrency,
-            timeout: Duration::from_secs(options.fetch_timeout_secs),
-            allow_http: options.allow_http,
-            base_dir: if options.image_root.is_empty() {
-                std::env::current_dir().unwrap_or_default()
-            } else {
-                PathBuf::from(&options.image_root)
-            },
+        let fetch = match FetchSettings::from_options(&options) {
+            Ok(fetch) => fetch,
+            Err(message) => return exec_err!("{message}"),
         };
         let bundle = engine.bundle();
         let images =
@@ -178,7 +170,7 @@ impl ScalarUDFImpl for CategorizeUdf {
                 "categorize([model,] image, title, description)",
             )
             .with_argument("model", MODEL_ARGUMENT_DOC)
-            .with_argument("image", "The image bytes (BINARY: JPEG, PNG, WebP, GIF, BMP, TIFF) or its location: a path (relative to lakecat.image_root), file://, s3://, gs://, az://, or http(s):// when lakecat.allow_http is true.")
+            .with_argument("image", "The image bytes (BINARY: JPEG, PNG, WebP, GIF, BMP, TIFF) or its location: a path (relative to lakecat.image_root), file://, s3://, gs://, az://, or http(s):// when lakecat.allow_http is true; only locations allowed by lakecat.allowed_locations (default: under lakecat.image_root, any cloud bucket) are fetched.")
             .with_argument("title", "Product title (string; may be NULL).")
             .with_argument("description", "Product description (string; may be NULL).")
             .with_sql_example(

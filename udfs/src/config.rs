@@ -15,12 +15,20 @@ extensions_options! {
         pub top_k: usize, default = 3
         /// Image fetches in flight at once per batch.
         pub fetch_concurrency: usize, default = 32
-        /// Seconds before one image fetch gives up.
-        pub fetch_timeout_secs: u64, default = 30
+        /// Seconds before one image request gives up (per attempt for object stores).
+        pub fetch_timeout_secs: f64, default = 30.0
+        /// Retries of a transient object-store failure (5xx, 429, timeout, dropped connection),
+        /// with exponential backoff.
+        pub fetch_retries: usize, default = 3
         /// Whether `http://` and `https://` image URIs may be fetched.
         pub allow_http: bool, default = false
         /// Directory that relative image paths are resolved against (default: the current one).
+        /// Without `allowed_locations`, local images must lie under it.
         pub image_root: String, default = String::new()
+        /// Comma-separated prefixes that image URIs must start with, e.g.
+        /// `s3://bucket/images/, /data/images`. Empty: local files under `image_root`, any
+        /// s3/gs/az location, and http(s) hosts except link-local and metadata addresses.
+        pub allowed_locations: String, default = String::new()
     }
 }
 

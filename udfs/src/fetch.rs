@@ -1,8 +1,9 @@
 //! Fetching images named by URI: local paths and `file://` from the filesystem, `s3://`,
 //! `gs://` and `az://` through `object_store` with credentials from the usual environment
-//! variables, `http(s)://` only when the session allows it. Fetches of one batch run
-//! concurrently (bounded) on a dedicated I/O runtime, each with a timeout; a failed fetch is
-//! that row's error.
+//! variables, `http(s)://` only when the session allows it, and nothing outside the allow-list.
+//! Fetches of one batch run concurrently (bounded) on a dedicated I/O runtime; each request has
+//! a timeout and transient failures (5xx, 429, timeouts, dropped connections) are retried with
+//! exponential backoff by `object_store`. A failed fetch is that row's error.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,16 +16,62 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use crate::allow_list::AllowList;
+use crate::config::LakecatOptions;
 use crate::error::{RowError, Stage};
 
 /// How one batch of fetches behaves; read from the session's `lakecat.*` settings.
 #[derive(Debug, Clone)]
 pub struct FetchSettings {
     pub concurrency: usize,
+    /// Per request (per attempt for remote stores).
     pub timeout: Duration,
+    /// Retries of a transient remote failure.
+    pub retries: usize,
     pub allow_http: bool,
     /// Relative paths are resolved against this directory.
     pub base_dir: PathBuf,
+    pub allowed: AllowList,
+}
+
+/// The longest pause between two retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+impl FetchSettings {
+    /// The settings of a session; `Err` when `lakecat.allowed_locations` does not parse.
+    pub fn from_options(options: &LakecatOptions) -> Result<Self, String> {
+        let base_dir = if options.image_root.is_empty() {
+            std::env::current_dir().unwrap_or_default()
+        } else {
+            PathBuf::from(&options.image_root)
+        };
+        Ok(Self {
+            concurrency: options.fetch_concurrency,
+            timeout: Duration::from_secs_f64(options.fetch_timeout_secs.max(0.001)),
+            retries: options.fetch_retries,
+            allow_http: options.allow_http,
+            allowed: AllowList::parse(&options.allowed_locations, &base_dir)?,
+            base_dir,
+        })
+    }
+
+    /// Settings for locations the user named explicitly (an import's CSV and image folder):
+    /// everything allowed, relative paths from `base_dir`.
+    pub fn trusted(base_dir: PathBuf) -> Self {
+        Self {
+            concurrency: 32,
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            allow_http: false,
+            base_dir,
+            allowed: AllowList::Any,
+        }
+    }
+
+    /// The most one fetch may take: every attempt plus the pauses between them.
+    fn deadline(&self) -> Duration {
+        self.timeout * (self.retries as u32 + 1) + MAX_BACKOFF * self.retries as u32
+    }
 }
 
 /// Object stores by `scheme://authority`, built once and reused across batches.
@@ -58,14 +105,14 @@ impl ImageFetcher {
             .iter()
             .map(|uri| uri.map(|uri| self.resolve(uri, settings).map(|location| (uri.to_string(), location))))
             .collect();
-        let timeout = settings.timeout;
+        let (timeout, deadline) = (settings.timeout, settings.deadline());
         let concurrency = settings.concurrency.max(1);
         let work = async move {
             futures::stream::iter(locations.into_iter().map(|location| async move {
                 match location {
                     None => None,
                     Some(Err(error)) => Some(Err(error)),
-                    Some(Ok((uri, location))) => Some(fetch_one(&uri, location, timeout).await),
+                    Some(Ok((uri, location))) => Some(fetch_one(&uri, location, timeout, deadline).await),
                 }
             }))
             .buffered(concurrency)
@@ -83,29 +130,36 @@ impl ImageFetcher {
 
     fn resolve(&self, uri: &str, settings: &FetchSettings) -> Result<Location, RowError> {
         let refuse = |message: String| RowError::new(Stage::Fetch, message);
+        let local = |path: PathBuf| {
+            let path = if path.is_absolute() { path } else { settings.base_dir.join(path) };
+            let checked = settings.allowed.check_local(&path, &settings.base_dir);
+            checked.map(Location::Local).map_err(|message| refuse(format!("{uri}: {message}")))
+        };
         if !uri.contains("://") {
-            let path = PathBuf::from(uri);
-            return Ok(Location::Local(if path.is_absolute() { path } else { settings.base_dir.join(path) }));
+            return local(PathBuf::from(uri));
         }
         let url = Url::parse(uri).map_err(|error| refuse(format!("{uri:?} is not a valid URI: {error}")))?;
         let scheme = url.scheme();
         if scheme == "file" {
-            let path = url.to_file_path().map_err(|()| refuse(format!("{uri} is not a local file path")))?;
-            return Ok(Location::Local(path));
+            return local(url.to_file_path().map_err(|()| refuse(format!("{uri} is not a local file path")))?);
         }
         if matches!(scheme, "http" | "https") && !settings.allow_http {
             return Err(refuse(format!(
                 "{uri}: http(s) image URIs are off; enable them with `SET lakecat.allow_http = true`"
             )));
         }
+        settings.allowed.check_remote(&url).map_err(|message| refuse(format!("{uri}: {message}")))?;
         let root = format!("{scheme}://{}", url.authority());
         let store = {
+            // Stores carry the timeout and retry settings, so those are part of the key.
+            let key = format!("{root} {:?} {}", settings.timeout, settings.retries);
             let mut stores = self.stores.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match stores.get(&root) {
+            match stores.get(&key) {
                 Some(store) => store.clone(),
                 None => {
-                    let store = build_store(scheme, &root).map_err(|message| refuse(format!("{uri}: {message}")))?;
-                    stores.insert(root.clone(), store.clone());
+                    let store = build_store(scheme, &root, settings)
+                        .map_err(|message| refuse(format!("{uri}: {message}")))?;
+                    stores.insert(key, store.clone());
                     store
                 }
             }
@@ -115,23 +169,51 @@ impl ImageFetcher {
     }
 }
 
-fn build_store(scheme: &str, root: &str) -> Result<Arc<dyn ObjectStore>, String> {
+fn build_store(scheme: &str, root: &str, settings: &FetchSettings) -> Result<Arc<dyn ObjectStore>, String> {
+    use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
+    let retry = RetryConfig {
+        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: MAX_BACKOFF, base: 2.0 },
+        max_retries: settings.retries,
+        retry_timeout: settings.deadline(),
+    };
+    // Set as configuration keys so that the builders keep what they read from the environment
+    // (e.g. AWS_ALLOW_HTTP for a local endpoint).
+    let timeout = (ClientConfigKey::Timeout, format!("{}ms", settings.timeout.as_millis().max(1)));
     let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" => {
-            Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(root).build().map_err(|e| e.to_string())?)
-        }
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(root)
+                .with_config(object_store::aws::AmazonS3ConfigKey::Client(timeout.0), timeout.1)
+                .with_retry(retry)
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
         "gs" => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(root)
+                .with_config(object_store::gcp::GoogleConfigKey::Client(timeout.0), timeout.1)
+                .with_retry(retry)
                 .build()
                 .map_err(|e| e.to_string())?,
         ),
         "az" | "abfs" | "abfss" | "azure" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env().with_url(root).build().map_err(|e| e.to_string())?,
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(root)
+                .with_config(object_store::azure::AzureConfigKey::Client(timeout.0), timeout.1)
+                .with_retry(retry)
+                .build()
+                .map_err(|e| e.to_string())?,
         ),
-        "http" | "https" => {
-            Arc::new(object_store::http::HttpBuilder::new().with_url(root).build().map_err(|e| e.to_string())?)
-        }
+        "http" | "https" => Arc::new(
+            object_store::http::HttpBuilder::new()
+                .with_url(root)
+                .with_client_options(
+                    object_store::ClientOptions::new().with_allow_http(true).with_timeout(settings.timeout),
+                )
+                .with_retry(retry)
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
         other => {
             return Err(format!(
                 "the URI scheme {other}:// is not supported (use a path, file://, s3://, gs://, az:// or http(s)://)"
@@ -141,7 +223,9 @@ fn build_store(scheme: &str, root: &str) -> Result<Arc<dyn ObjectStore>, String>
     Ok(store)
 }
 
-async fn fetch_one(uri: &str, location: Location, timeout: Duration) -> Result<Bytes, RowError> {
+/// One fetch: `timeout` bounds a local read, `deadline` a remote fetch with all its retries.
+async fn fetch_one(uri: &str, location: Location, timeout: Duration, deadline: Duration) -> Result<Bytes, RowError> {
+    let limit = if matches!(location, Location::Local(_)) { timeout } else { deadline };
     let fetch = async {
         match location {
             Location::Local(path) => {
@@ -157,9 +241,9 @@ async fn fetch_one(uri: &str, location: Location, timeout: Duration) -> Result<B
             },
         }
     };
-    match tokio::time::timeout(timeout, fetch).await {
+    match tokio::time::timeout(limit, fetch).await {
         Ok(result) => result.map_err(|message| RowError::new(Stage::Fetch, message)),
-        Err(_) => Err(RowError::new(Stage::Fetch, format!("{uri}: timed out after {:?}", timeout))),
+        Err(_) => Err(RowError::new(Stage::Fetch, format!("{uri}: timed out after {limit:?}"))),
     }
 }
 
@@ -181,7 +265,7 @@ mod tests {
     use super::*;
 
     fn settings(base_dir: PathBuf) -> FetchSettings {
-        FetchSettings { concurrency: 4, timeout: Duration::from_secs(5), allow_http: false, base_dir }
+        FetchSettings { concurrency: 4, ..FetchSettings::trusted(base_dir) }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! ```
 //! Register everything with [`register_all`] on a context made from [`config::session_config`].
 
+pub mod allow_list;
 pub mod categorize;
 pub mod category_level;
 pub mod category_path;
