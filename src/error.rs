@@ -26,6 +26,9 @@ pub enum Error {
     /// Input the user can fix: a missing column, a bad flag combination.
     #[error("{0}")]
     Input(String),
+    /// A refresh that could not commit (what it did commit is in the message).
+    #[error("refresh failed: {0}")]
+    Refresh(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {
     label: String,
+    detail: String,
     bar: Option<ProgressBar>,
     total: Option<u64>,
     done: u64,
@@ -34,7 +35,15 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Self { label, bar, total, done: 0, started: now, last_line: now }
+        Self { label, detail: String::new(), bar, total, done: 0, started: now, last_line: now }
+    }
+
+    /// Counters shown after the label (e.g. "12 failed").
+    pub fn set_detail(&mut self, detail: impl Into<String>) {
+        self.detail = detail.into();
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} ({})", self.label, self.detail));
+        }
     }
 
     pub fn advance(&mut self, rows: u64) {
@@ -60,6 +69,11 @@ impl Progress {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
         let rate = self.done as f64 / seconds;
         let of_total = self.total.map(|total| format!("/{total}")).unwrap_or_default();
-        format!("{}: {}{of_total} rows, {rate:.0} rows/s, {seconds:.1}s", self.label, self.done)
+        let eta = match self.total {
+            Some(total) if rate > 0.0 && total > self.done => format!(", ETA {:.0}s", (total - self.done) as f64 / rate),
+            _ => String::new(),
+        };
+        let detail = if self.detail.is_empty() { String::new() } else { format!(" ({})", self.detail) };
+        format!("{}{detail}: {}{of_total} rows, {rate:.0} rows/s, {seconds:.1}s{eta}", self.label, self.done)
     }
 }

@@ -14,6 +14,7 @@ use crate::{Result, delta};
 pub struct SessionBuilder {
     tables: Vec<(String, String, Option<u64>)>,
     models: Vec<(String, PathBuf)>,
+    settings: Vec<(String, String)>,
     batch_size: Option<usize>,
     device: Device,
 }
@@ -56,9 +57,20 @@ impl SessionBuilder {
         self
     }
 
+    /// A session setting, as `SET key = value` would set it (e.g. `lakecat.fetch_timeout_secs`,
+    /// `datafusion.execution.target_partitions`); checked when the session is built.
+    pub fn with_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((key.into(), value.into()));
+        self
+    }
+
     /// Loads every model (refusing a bad bundle before any query runs) and registers every table.
     pub async fn build(self) -> Result<LakecatSession> {
-        let ctx = SessionContext::new_with_config(lakecat_udfs::config::session_config());
+        let mut config = lakecat_udfs::config::session_config();
+        for (key, value) in &self.settings {
+            config.options_mut().set(key, value)?;
+        }
+        let ctx = SessionContext::new_with_config(config);
         let mut registry = ModelRegistry::new();
         for (name, path) in &self.models {
             let mut engine = EngineBuilder::new(path).with_device(self.device);
@@ -69,13 +81,11 @@ impl SessionBuilder {
         }
         let models = Arc::new(registry);
         lakecat_udfs::register_all(&ctx, models.clone());
+        let session = LakecatSession { ctx, models };
         for (name, location, version) in &self.tables {
-            let table = delta::open_table(location, *version).await?;
-            table.update_datafusion_session(&ctx.state()).map_err(|source| crate::Error::delta(location, source))?;
-            let provider = table.table_provider().await?;
-            ctx.register_table(name.as_str(), provider)?;
+            session.register_table(name, &delta::open_table(location, *version).await?).await?;
         }
-        Ok(LakecatSession { ctx, models })
+        Ok(session)
     }
 }
 
@@ -84,4 +94,16 @@ impl SessionBuilder {
 pub struct LakecatSession {
     pub ctx: SessionContext,
     pub models: Arc<ModelRegistry>,
+}
+
+impl LakecatSession {
+    /// Registers an opened Delta table as `name` (replacing any table of that name).
+    pub async fn register_table(&self, name: &str, table: &deltalake::DeltaTable) -> Result<()> {
+        let location = table.table_url().to_string();
+        table.update_datafusion_session(&self.ctx.state()).map_err(|source| crate::Error::delta(&location, source))?;
+        let provider = table.table_provider().await?;
+        self.ctx.deregister_table(name)?;
+        self.ctx.register_table(name, provider)?;
+        Ok(())
+    }
 }

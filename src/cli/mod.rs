@@ -2,6 +2,7 @@
 
 mod demo;
 mod import;
+mod refresh;
 mod sql;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,7 @@ pub struct Cli {
 enum Command {
     Demo(demo::DemoArgs),
     Import(import::ImportArgs),
+    Refresh(refresh::RefreshArgs),
     Sql(sql::SqlArgs),
 }
 
@@ -29,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Import(args) => import::run(args).await,
+        Command::Refresh(args) => refresh::run(args).await,
         Command::Sql(args) => sql::run(args).await,
     }
 }
@@ -50,6 +53,25 @@ impl From<WriteMode> for deltalake::protocol::SaveMode {
             WriteMode::Error => Self::ErrorIfExists,
             WriteMode::Overwrite => Self::Overwrite,
             WriteMode::Append => Self::Append,
+        }
+    }
+}
+
+/// `--device` of commands that run a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl From<DeviceArg> for lakecat_udfs::Device {
+    fn from(device: DeviceArg) -> Self {
+        match device {
+            DeviceArg::Auto => Self::Auto,
+            DeviceArg::Cpu => Self::Cpu,
+            DeviceArg::Cuda => Self::Cuda,
         }
     }
 }

@@ -7,9 +7,8 @@ use clap::{Args, ValueEnum};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use lakecat::SessionBuilder;
-use lakecat_udfs::Device;
 
-use super::WriteMode;
+use super::{DeviceArg, WriteMode};
 
 /// Run SQL over Delta tables with lakecat's functions.
 ///
@@ -75,19 +74,8 @@ enum Format {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeviceArg {
-    Auto,
-    Cpu,
-    Cuda,
-}
-
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let mut builder = SessionBuilder::new().with_batch_size(args.batch_size).with_device(match args.device {
-        DeviceArg::Auto => Device::Auto,
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => Device::Cuda,
-    });
+    let mut builder = SessionBuilder::new().with_batch_size(args.batch_size).with_device(args.device.into());
     for table in &args.tables {
         let (name, location, version) = parse_table(table)?;
         builder = builder.with_table_version(name, location, version);

@@ -3,6 +3,8 @@
 
 pub mod baseline;
 pub mod import;
+pub mod refresh;
 
 pub use baseline::BaselineJob;
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
+pub use refresh::{RefreshJob, RefreshReport};

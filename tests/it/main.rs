@@ -6,4 +6,5 @@ mod common;
 
 mod cli;
 mod import;
+mod refresh;
 mod scoring;

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::{DataType, Field, FieldRef};
 use bytes::Bytes;
 use datafusion::common::{exec_err, plan_err};
@@ -17,6 +17,7 @@ use crate::doc_section;
 use crate::engine::RowInput;
 use crate::error::{RowError, Stage};
 use crate::fetch::{FetchSettings, ImageFetcher};
+use crate::arrays::{byte_values, is_bytes, is_text, string_values};
 use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
 use crate::prediction::{PredictionBuilder, PredictionSettings, prediction_fields};
 use crate::registry::{ModelRegistry, SharedModels};
@@ -36,14 +37,6 @@ impl CategorizeUdf {
             fetcher: ImageFetcher::default(),
         }
     }
-}
-
-fn is_text(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
-fn is_bytes(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Binary | DataType::LargeBinary | DataType::BinaryView)
 }
 
 impl ScalarUDFImpl for CategorizeUdf {
@@ -195,11 +188,9 @@ impl CategorizeUdf {
             values.into_iter().map(|value| Ok(value.map(ImageBytes::Borrowed))).collect()
         };
         Ok(match column.data_type() {
-            DataType::Binary => borrowed(column.as_binary::<i32>().iter().collect()),
-            DataType::LargeBinary => borrowed(column.as_binary::<i64>().iter().collect()),
-            DataType::BinaryView => borrowed(column.as_binary_view().iter().collect()),
+            data_type if is_bytes(data_type) => borrowed(byte_values(column)?),
             DataType::Null => vec![Ok(None); column.len()],
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            data_type if is_text(data_type) => {
                 let uris = string_values(column)?;
                 self.fetcher
                     .fetch_all(&uris, fetch)
@@ -229,16 +220,6 @@ impl std::ops::Deref for ImageBytes<'_> {
     }
 }
 
-fn string_values(column: &ArrayRef) -> Result<Vec<Option<&str>>> {
-    Ok(match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().iter().collect(),
-        DataType::LargeUtf8 => column.as_string::<i64>().iter().collect(),
-        DataType::Utf8View => column.as_string_view().iter().collect(),
-        DataType::Null => vec![None; column.len()],
-        other => return exec_err!("expected a string column, got {other}"),
-    })
-}
-
 /// Text per row; bytes that are not UTF-8 are that row's error. When the model reads no text,
 /// every row gets `None` without looking at the column.
 fn text_values<'a>(
@@ -260,11 +241,10 @@ fn text_values<'a>(
             })
             .collect()
     };
-    Ok(match column.data_type() {
-        DataType::Binary => decode(column.as_binary::<i32>().iter().collect()),
-        DataType::LargeBinary => decode(column.as_binary::<i64>().iter().collect()),
-        DataType::BinaryView => decode(column.as_binary_view().iter().collect()),
-        _ => string_values(column)?.into_iter().map(Ok).collect(),
+    Ok(if is_bytes(column.data_type()) {
+        decode(byte_values(column)?)
+    } else {
+        string_values(column)?.into_iter().map(Ok).collect()
     })
 }
 

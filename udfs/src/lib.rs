@@ -8,10 +8,12 @@
 //! Register everything with [`register_all`] on a context made from [`config::session_config`].
 
 pub mod allow_list;
+mod arrays;
 pub mod categorize;
 pub mod category_level;
 pub mod category_path;
 pub mod config;
+pub mod content_hash;
 pub mod engine;
 pub mod error;
 pub mod fetch;
@@ -32,9 +34,10 @@ pub use engine::{Device, Engine, EngineBuilder};
 pub use error::{Error, Result};
 pub use registry::ModelRegistry;
 
-/// Registers `categorize`, `category_path`, `category_level` and the `taxonomy` table function
-/// for the models in `models`.
+/// Registers `categorize`, `category_path`, `category_level`, `content_hash` and the `taxonomy`
+/// table function for the models in `models`.
 pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
+    ctx.register_udf(ScalarUDF::new_from_impl(content_hash::ContentHashUdf::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(categorize::CategorizeUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())));

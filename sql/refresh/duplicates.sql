@@ -1,0 +1,8 @@
+-- Product ids that appear more than once in the products table: a refresh keyed on product id
+-- cannot tell which row is meant, so it stops and lists some.
+SELECT product_id, count(*) AS copies
+FROM source
+GROUP BY product_id
+HAVING count(*) > 1
+ORDER BY copies DESC, product_id
+LIMIT 5

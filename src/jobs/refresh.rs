@@ -1,0 +1,547 @@
+//! The scheduled refresh: keeps a predictions Delta table in step with a products table,
+//! scoring only what changed and writing with MERGE keyed on product id.
+//!
+//! Why a crash can never duplicate or lose a row: every chunk is one Delta commit (all of it or
+//! nothing), a MERGE on product id never inserts an id twice, and which rows still need scoring
+//! is recomputed from the table itself (content hash and model fingerprint) at the start of
+//! every run. A killed run leaves the table at its last commit; the next run scores the rest.
+//! Commits carry the application transaction `lakecat-refresh` (the run number) and the run's
+//! source version, model and chunk in their commit info.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, new_null_array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionContext, col};
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+use deltalake::errors::DeltaTableError;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::kernel::Transaction;
+use deltalake::protocol::SaveMode;
+use futures::StreamExt;
+use lakecat_udfs::Device;
+use lakecat_udfs::prediction::prediction_fields;
+use serde::Serialize;
+
+use crate::progress::Progress;
+use crate::{Error, LakecatSession, Result, SessionBuilder, delta};
+
+/// The application id of refresh commits; its version counts the runs.
+pub const APP_ID: &str = "lakecat-refresh";
+
+const CHANGES_SQL: &str = include_str!("../../sql/refresh/changes.sql");
+const SCORE_SQL: &str = include_str!("../../sql/refresh/score.sql");
+const MISSING_SQL: &str = include_str!("../../sql/refresh/missing.sql");
+const DUPLICATES_SQL: &str = include_str!("../../sql/refresh/duplicates.sql");
+
+/// Scores the products at `source` into the predictions table at `target` with `model`.
+#[derive(Debug, Clone)]
+pub struct RefreshJob {
+    source: String,
+    source_version: Option<u64>,
+    target: String,
+    model: std::path::PathBuf,
+    id_column: String,
+    image_column: Option<String>,
+    chunk_rows: usize,
+    delete_missing: bool,
+    batch_size: Option<usize>,
+    device: Device,
+    settings: Vec<(String, String)>,
+    max_attempts: usize,
+}
+
+/// What a refresh did; printed at the end and, with `--json`, for schedulers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefreshReport {
+    pub source: String,
+    pub source_version: u64,
+    pub target: String,
+    /// The predictions table's version after the run.
+    pub target_version: u64,
+    pub model: String,
+    /// This run's number (the `lakecat-refresh` application transaction version).
+    pub run: i64,
+    /// Products in the source table.
+    pub scanned: u64,
+    /// Rows scored and written.
+    pub scored: u64,
+    /// Rows whose prediction was already current.
+    pub skipped: u64,
+    /// Scored rows whose `error` is set (they are written too; fetch errors are retried next run).
+    pub failed: u64,
+    /// Predictions removed because their product is gone (`with_delete_missing`).
+    pub deleted: u64,
+    /// Table versions this run committed, one per chunk.
+    pub commits: Vec<u64>,
+    /// Times the run started over because another writer committed first.
+    pub conflicts: u32,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    /// Peak resident memory of the process (Linux), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Why one attempt stopped: another writer won (start over) or anything else.
+enum Stop {
+    Conflict(String),
+    Failed(Error),
+}
+
+impl<E: Into<Error>> From<E> for Stop {
+    fn from(error: E) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl RefreshJob {
+    pub fn new(
+        source: impl Into<String>,
+        target: impl Into<String>,
+        model: impl AsRef<std::path::Path>,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            source_version: None,
+            target: target.into(),
+            model: model.as_ref().to_path_buf(),
+            id_column: "product_id".into(),
+            image_column: None,
+            chunk_rows: 10_000,
+            delete_missing: false,
+            batch_size: None,
+            device: Device::Auto,
+            settings: Vec::new(),
+            max_attempts: 5,
+        }
+    }
+
+    /// Reads this version of the products table instead of the latest.
+    pub fn with_source_version(mut self, version: u64) -> Self {
+        self.source_version = Some(version);
+        self
+    }
+
+    /// The products table's key (default `product_id`); unique per row.
+    pub fn with_id_column(mut self, column: impl Into<String>) -> Self {
+        self.id_column = column.into();
+        self
+    }
+
+    /// The image column (bytes or URIs); default `image`, else `image_uri`.
+    pub fn with_image_column(mut self, column: impl Into<String>) -> Self {
+        self.image_column = Some(column.into());
+        self
+    }
+
+    /// Rows per commit (default 10,000): a crash loses at most this much scoring work, and the
+    /// run holds at most this many predictions in memory.
+    pub fn with_chunk_rows(mut self, rows: usize) -> Self {
+        self.chunk_rows = rows.max(1);
+        self
+    }
+
+    /// Also deletes predictions whose product is no longer in the source table.
+    pub fn with_delete_missing(mut self, delete: bool) -> Self {
+        self.delete_missing = delete;
+        self
+    }
+
+    /// Rows per ONNX Runtime call.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// A session setting such as `lakecat.allowed_locations` or `lakecat.fetch_timeout_secs`.
+    pub fn with_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((key.into(), value.into()));
+        self
+    }
+
+    /// How many times the run starts over when a concurrent writer commits first (default 5).
+    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub async fn execute(self) -> Result<RefreshReport> {
+        let started = Instant::now();
+        let source_table = delta::open_table(&self.source, self.source_version).await?;
+        let mut builder = SessionBuilder::new()
+            .with_model("model", &self.model)
+            .with_device(self.device)
+            // score.sql names the small side first; keep that order (see the file).
+            .with_setting("datafusion.optimizer.join_reordering", "false")
+            .with_setting("datafusion.execution.batch_size", self.chunk_rows.min(1024).to_string());
+        if let Some(batch_size) = self.batch_size {
+            builder = builder.with_batch_size(batch_size);
+        }
+        for (key, value) in &self.settings {
+            builder = builder.with_setting(key, value);
+        }
+        let session = builder.build().await?;
+        session.register_table("products", &source_table).await?;
+        let id_type = self.create_source_view(&session.ctx).await?;
+        check_unique_ids(&session.ctx, &self.source).await?;
+
+        let engine = session.models.get(None)?;
+        let depth = engine.bundle().taxonomy().max_depth();
+        let mut report = RefreshReport {
+            source: self.source.clone(),
+            source_version: source_table.version().unwrap_or_default(),
+            target: self.target.clone(),
+            model: engine.bundle().fingerprint().to_string(),
+            ..RefreshReport::default()
+        };
+        let schema = predictions_schema(&id_type, depth);
+        loop {
+            match self.attempt(&session, &schema, &mut report).await {
+                Ok(()) => break,
+                Err(Stop::Conflict(message)) if (report.conflicts as usize) + 1 < self.max_attempts => {
+                    report.conflicts += 1;
+                    eprintln!("refresh: {message}; starting over from the table's new version");
+                }
+                Err(Stop::Conflict(message)) => {
+                    return Err(Error::Refresh(format!(
+                        "{message}; gave up after {} attempts ({}). Another refresh of {} is probably running; run again when it has finished",
+                        self.max_attempts,
+                        committed(&report.commits),
+                        self.target
+                    )));
+                }
+                Err(Stop::Failed(error)) if report.commits.is_empty() => return Err(error),
+                Err(Stop::Failed(error)) => {
+                    return Err(Error::Refresh(format!(
+                        "{error} ({}; a new run continues from there)",
+                        committed(&report.commits)
+                    )));
+                }
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        report.rows_per_second = report.scored as f64 / report.seconds.max(1e-9);
+        report.peak_rss_bytes = peak_rss_bytes();
+        Ok(report)
+    }
+
+    /// Registers `source` (product_id, title, description, image) over the products table and
+    /// returns the type of product_id.
+    async fn create_source_view(&self, ctx: &SessionContext) -> Result<DataType> {
+        let schema = ctx.table("products").await?.schema().as_arrow().clone();
+        let has = |name: &str| schema.field_with_name(name).is_ok();
+        let image = match &self.image_column {
+            Some(column) => column.clone(),
+            None => ["image", "image_uri"].into_iter().find(|name| has(name)).unwrap_or("image").to_string(),
+        };
+        let columns: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
+        for (role, name) in
+            [("id", self.id_column.as_str()), ("image", &image), ("title", "title"), ("description", "description")]
+        {
+            if !has(name) {
+                return Err(Error::Input(format!(
+                    "{}: no {role} column {name:?} (columns: {}); name it with --{}-column",
+                    self.source,
+                    columns.join(", "),
+                    if role == "id" { "id" } else { "image" }
+                )));
+            }
+        }
+        let id_type = schema.field_with_name(&self.id_column)?.data_type().clone();
+        let sql = format!(
+            "CREATE VIEW source AS SELECT {} AS product_id, title, description, {} AS image FROM products",
+            quote(&self.id_column),
+            quote(&image)
+        );
+        ctx.sql(&sql).await?.collect().await?;
+        Ok(plain(&id_type))
+    }
+
+    /// One pass: compare, score the changes chunk by chunk, delete what is gone.
+    async fn attempt(&self, session: &LakecatSession, schema: &SchemaRef, report: &mut RefreshReport) -> Result<(), Stop> {
+        let ctx = &session.ctx;
+        let mut target = open_or_create_target(&self.target, schema).await?;
+        session.register_table("target", &target).await?;
+        let previous_run = target
+            .snapshot()
+            .map_err(|source| Error::delta(&self.target, source))?
+            .transaction_version(target.log_store().as_ref(), APP_ID)
+            .await
+            .map_err(|source| Error::delta(&self.target, source))?;
+        report.run = previous_run.unwrap_or(0) + 1;
+
+        let changes = ctx
+            .sql(CHANGES_SQL)
+            .await?
+            .with_param_values(vec![ScalarValue::Utf8(Some(report.model.clone()))])?
+            .collect()
+            .await?;
+        let changed: usize = changes.iter().map(RecordBatch::num_rows).sum();
+        report.scanned = count(ctx, "SELECT count(*) FROM source").await?;
+        report.skipped = report.scanned - changed as u64;
+        ctx.deregister_table("changes")?;
+        let changes_schema = changes.first().map_or_else(|| Arc::new(Schema::empty()), |batch| batch.schema());
+        if changed > 0 {
+            ctx.register_table("changes", Arc::new(MemTable::try_new(changes_schema, vec![changes])?))?;
+            target = self.score_changes(ctx, target, schema, changed, report).await?;
+        }
+        if self.delete_missing && count(ctx, MISSING_SQL).await? > 0 {
+            let ids = ctx.sql("SELECT DISTINCT product_id FROM source").await?;
+            let (table, metrics) = target
+                .merge(ids, col("target.product_id").eq(col("source.product_id")))
+                .with_source_alias("source")
+                .with_target_alias("target")
+                .with_commit_properties(self.commit_properties(report, None))
+                .when_not_matched_by_source_delete(|delete| delete)
+                .map_err(|source| Error::delta(&self.target, source))?
+                .await
+                .map_err(|source| self.commit_error(source))?;
+            report.deleted = metrics.num_target_rows_deleted as u64;
+            report.commits.extend(table.version());
+            target = table;
+        }
+        report.target_version = target.version().unwrap_or_default();
+        Ok(())
+    }
+
+    /// Streams the changed products through `categorize` and MERGEs every `chunk_rows`.
+    async fn score_changes(
+        &self,
+        ctx: &SessionContext,
+        mut target: DeltaTable,
+        schema: &SchemaRef,
+        changed: usize,
+        report: &mut RefreshReport,
+    ) -> Result<DeltaTable, Stop> {
+        let mut progress = Progress::new("refresh: scoring", Some(changed as u64));
+        progress.set_detail(format!("{} unchanged", report.skipped));
+        let mut stream = ctx.sql(SCORE_SQL).await?.execute_stream().await?;
+        let (mut chunk, mut chunk_len) = (Vec::new(), 0usize);
+        let (mut scored, mut failed) = (0u64, 0u64);
+        while let Some(batch) = stream.next().await {
+            let batch = to_predictions(&batch?, schema)?;
+            failed += batch.column_by_name("error").map_or(0, |errors| (errors.len() - errors.null_count()) as u64);
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let take = (self.chunk_rows - chunk_len).min(batch.num_rows() - offset);
+                chunk.push(batch.slice(offset, take));
+                (chunk_len, offset) = (chunk_len + take, offset + take);
+                if chunk_len == self.chunk_rows {
+                    target = self.merge_chunk(ctx, target, std::mem::take(&mut chunk), report).await?;
+                    chunk_len = 0;
+                }
+            }
+            scored += batch.num_rows() as u64;
+            progress.advance(batch.num_rows() as u64);
+            progress.set_detail(format!("{} unchanged, {failed} failed", report.skipped));
+        }
+        if chunk_len > 0 {
+            target = self.merge_chunk(ctx, target, chunk, report).await?;
+        }
+        progress.finish();
+        report.scored += scored;
+        report.failed += failed;
+        Ok(target)
+    }
+
+    async fn merge_chunk(
+        &self,
+        ctx: &SessionContext,
+        target: DeltaTable,
+        chunk: Vec<RecordBatch>,
+        report: &mut RefreshReport,
+    ) -> Result<DeltaTable, Stop> {
+        let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
+        let chunk = align_to_target(chunk, &target)?;
+        let columns: Vec<String> = chunk[0].schema().fields().iter().map(|field| field.name().clone()).collect();
+        let source = ctx.read_batches(chunk)?;
+        let (table, _metrics) = target
+            .merge(source, col("target.product_id").eq(col("source.product_id")))
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_merge_schema(true)
+            .with_commit_properties(self.commit_properties(report, Some(rows)))
+            .when_matched_update(|update| {
+                columns
+                    .iter()
+                    .filter(|name| name.as_str() != "product_id")
+                    .fold(update, |update, name| update.update(name.as_str(), col(format!("source.{name}"))))
+            })
+            .map_err(|source| Error::delta(&self.target, source))?
+            .when_not_matched_insert(|insert| {
+                columns.iter().fold(insert, |insert, name| insert.set(name.as_str(), col(format!("source.{name}"))))
+            })
+            .map_err(|source| Error::delta(&self.target, source))?
+            .await
+            .map_err(|source| self.commit_error(source))?;
+        report.commits.extend(table.version());
+        Ok(table)
+    }
+
+    fn commit_properties(&self, report: &RefreshReport, rows: Option<usize>) -> CommitProperties {
+        let info = serde_json::json!({
+            "run": report.run,
+            "chunk": report.commits.len(),
+            "rows": rows,
+            "source": self.source,
+            "source_version": report.source_version,
+            "model": report.model,
+        });
+        CommitProperties::default()
+            .with_application_transaction(Transaction::new(APP_ID, report.run))
+            .with_metadata([("lakecat.refresh".to_string(), info)])
+    }
+
+    /// A lost race with another writer is a conflict (start over); anything else fails the run.
+    fn commit_error(&self, source: DeltaTableError) -> Stop {
+        match &source {
+            DeltaTableError::Transaction {
+                source:
+                    TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_),
+            }
+            | DeltaTableError::VersionAlreadyExists(_) => {
+                Stop::Conflict(format!("another writer committed to {} first ({source})", self.target))
+            }
+            _ => Stop::Failed(Error::delta(&self.target, source)),
+        }
+    }
+}
+
+fn committed(commits: &[u64]) -> String {
+    match (commits.first(), commits.last()) {
+        (Some(first), Some(last)) if first == last => format!("this run committed version {first}"),
+        (Some(first), Some(last)) => format!("this run committed versions {first}..={last}"),
+        _ => "this run committed nothing".to_string(),
+    }
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// Delta scans return view types; the predictions table stores the plain ones.
+fn plain(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
+/// product_id, title, description, every field of `categorize`'s struct, content_hash, scored_at.
+pub fn predictions_schema(id_type: &DataType, depth: usize) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("product_id", id_type.clone(), false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+    ];
+    fields.extend(prediction_fields(depth).iter().map(|field| field.as_ref().clone()));
+    fields.push(Field::new("content_hash", DataType::Utf8, false));
+    fields.push(Field::new("scored_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Flattens score.sql's rows (product_id, title, description, prediction, content_hash) into
+/// the predictions schema.
+fn to_predictions(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let prediction = batch.column(3).as_struct();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for column in 0..3 {
+        columns.push(cast(batch.column(column), schema.field(column).data_type())?);
+    }
+    columns.extend(prediction.columns().iter().cloned());
+    columns.push(cast(batch.column(4), &DataType::Utf8)?);
+    let now = chrono::Utc::now().timestamp_micros();
+    columns.push(Arc::new(TimestampMicrosecondArray::from_value(now, batch.num_rows()).with_timezone("UTC")));
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Adds NULL columns for the target's columns that this model does not produce (e.g. a level
+/// the previous model's taxonomy had), so an update leaves no stale value behind.
+fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<RecordBatch>> {
+    let target_schema = target.snapshot().map_err(|source| Error::delta("target", source))?.snapshot().arrow_schema();
+    let Some(first) = chunk.first() else { return Ok(chunk) };
+    let missing: Vec<&Arc<Field>> =
+        target_schema.fields().iter().filter(|field| first.schema().field_with_name(field.name()).is_err()).collect();
+    if missing.is_empty() {
+        return Ok(chunk);
+    }
+    let mut fields: Vec<Field> = first.schema().fields().iter().map(|field| field.as_ref().clone()).collect();
+    fields.extend(missing.iter().map(|field| field.as_ref().clone().with_nullable(true)));
+    let schema = Arc::new(Schema::new(fields));
+    chunk
+        .into_iter()
+        .map(|batch| {
+            let mut columns = batch.columns().to_vec();
+            columns.extend(missing.iter().map(|field| new_null_array(field.data_type(), batch.num_rows())));
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect()
+}
+
+async fn open_or_create_target(location: &str, schema: &SchemaRef) -> Result<DeltaTable> {
+    let url = delta::table_url(location)?;
+    let table = DeltaTable::try_from_url(url.clone()).await.map_err(|source| Error::delta(location, source))?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    // A concurrent refresh may create it first; then use theirs.
+    let created = table.write(vec![RecordBatch::new_empty(schema.clone())]).with_save_mode(SaveMode::ErrorIfExists).await;
+    match created {
+        Ok(table) => Ok(table),
+        Err(_) => delta::open_table(location, None).await,
+    }
+}
+
+async fn check_unique_ids(ctx: &SessionContext, source: &str) -> Result<()> {
+    let duplicates = ctx.sql(DUPLICATES_SQL).await?.collect().await?;
+    let examples: Vec<String> = duplicates
+        .iter()
+        .flat_map(|batch| {
+            let ids = cast(batch.column(0), &DataType::Utf8).ok();
+            let copies = batch.column(1).clone();
+            (0..batch.num_rows()).filter_map(move |row| {
+                let id = ids.as_ref()?.as_string::<i32>().value(row).to_string();
+                let copies = cast(&copies, &DataType::Int64).ok()?.as_primitive::<arrow::datatypes::Int64Type>().value(row);
+                Some(format!("{id} ({copies} rows)"))
+            })
+        })
+        .collect();
+    if examples.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{source}: product ids must be unique for a refresh keyed on them, but some repeat: {}; deduplicate the table or pick another --id-column",
+        examples.join(", ")
+    )))
+}
+
+async fn count(ctx: &SessionContext, sql: &str) -> Result<u64> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let value = batches
+        .first()
+        .filter(|batch| batch.num_rows() > 0)
+        .map(|batch| cast(batch.column(0), &DataType::UInt64))
+        .transpose()?
+        .map_or(0, |counts| counts.as_primitive::<arrow::datatypes::UInt64Type>().value(0));
+    Ok(value)
+}
+
+/// The process's peak resident set size, from /proc (Linux only).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

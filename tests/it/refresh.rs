@@ -1,0 +1,242 @@
+//! `lakecat refresh`: incremental, idempotent, crash-safe scoring into a predictions table.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use deltalake::protocol::SaveMode;
+use lakecat::SessionBuilder;
+use lakecat::jobs::RefreshJob;
+
+use crate::common::{fixture, session};
+
+/// Writes the fixture's products selected by `sql` (over `products`) to a new table version.
+async fn write_products(location: &Path, sql: &str, mode: SaveMode) {
+    let batches = session().await.ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    lakecat::delta::write_table(&location.display().to_string(), batches, mode).await.unwrap();
+}
+
+/// The predictions table in a comparable form: everything but the scoring time, in id order.
+async fn predictions(location: &Path) -> String {
+    let session = SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
+    let batches: Vec<RecordBatch> = session
+        .ctx
+        .sql(
+            "SELECT product_id, category_id, level_1, level_2, level_3, round(confidence, 5) AS confidence, \
+             model, content_hash, error FROM predictions ORDER BY product_id",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+async fn scalar(location: &Path, sql: &str) -> String {
+    let session = SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
+    let batches = session.ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let formatted = arrow::util::display::ArrayFormatter::try_new(batches[0].column(0), &Default::default()).unwrap();
+    formatted.value(0).to_string()
+}
+
+fn job(source: &Path, target: &Path, model: &Path) -> RefreshJob {
+    RefreshJob::new(source.display().to_string(), target.display().to_string(), model).with_batch_size(16)
+}
+
+#[tokio::test]
+async fn rescoring_follows_changes_and_models_only() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (dir.path().join("products"), dir.path().join("predictions"));
+    write_products(&source, "SELECT * FROM products", SaveMode::ErrorIfExists).await;
+
+    let first = job(&source, &target, &fixture.baseline).with_chunk_rows(100).execute().await.unwrap();
+    assert_eq!((first.scanned, first.scored, first.skipped, first.failed), (239, 239, 0, 0));
+    assert_eq!(first.commits.len(), 3, "239 rows in chunks of 100: {first:?}");
+    assert_eq!(first.run, 1);
+
+    // The table holds what categorize says about each product, once per product.
+    let direct: Vec<RecordBatch> = session()
+        .await
+        .ctx
+        .sql(
+            "SELECT count(*) AS rows, count(DISTINCT product_id) AS ids, \
+             sum(c.category_id) AS id_sum, round(sum(c.confidence), 3) AS confidence_sum \
+             FROM (SELECT product_id, categorize('baseline', image, title, description) AS c FROM products)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let stored = SessionBuilder::new()
+        .with_table("predictions", target.display().to_string())
+        .build()
+        .await
+        .unwrap()
+        .ctx
+        .sql(
+            "SELECT count(*) AS rows, count(DISTINCT product_id) AS ids, sum(category_id) AS id_sum, \
+             round(sum(confidence), 3) AS confidence_sum FROM predictions",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(pretty_format_batches(&stored).unwrap().to_string(), pretty_format_batches(&direct).unwrap().to_string());
+
+    let again = job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    assert_eq!((again.scored, again.skipped, again.commits.len()), (0, 239, 0), "{again:?}");
+
+    // Change the title of exactly 100 products (a new source version): those 100 are rescored.
+    write_products(
+        &source,
+        "SELECT p.* REPLACE (CASE WHEN first.product_id IS NULL THEN p.title \
+         ELSE concat(p.title, ' (2026 edition)') END AS title) \
+         FROM products AS p LEFT JOIN (SELECT product_id FROM products ORDER BY product_id LIMIT 100) AS first \
+         ON p.product_id = first.product_id",
+        SaveMode::Overwrite,
+    )
+    .await;
+    let changed = job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    assert_eq!((changed.scored, changed.skipped, changed.run), (100, 139, 2), "{changed:?}");
+    assert_eq!(scalar(&target, "SELECT count(*) FROM predictions WHERE title LIKE '% (2026 edition)'").await, "100");
+
+    // Another model: everything is rescored, and the table says which model scored each row.
+    let other = job(&source, &target, &fixture.text_only).execute().await.unwrap();
+    assert_eq!((other.scored, other.skipped), (239, 0));
+    assert_eq!(scalar(&target, "SELECT count(*) FROM predictions WHERE model LIKE 'text_only@%'").await, "239");
+    assert_eq!(scalar(&target, "SELECT count(DISTINCT product_id) FROM predictions").await, "239");
+}
+
+#[tokio::test]
+async fn deletes_missing_products_only_when_asked() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (dir.path().join("products"), dir.path().join("predictions"));
+    write_products(&source, "SELECT * FROM products", SaveMode::ErrorIfExists).await;
+    job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    write_products(&source, "SELECT * FROM products ORDER BY product_id LIMIT 200", SaveMode::Overwrite).await;
+
+    let kept = job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    assert_eq!((kept.scored, kept.deleted), (0, 0));
+    assert_eq!(scalar(&target, "SELECT count(*) FROM predictions").await, "239");
+
+    let pruned = job(&source, &target, &fixture.baseline).with_delete_missing(true).execute().await.unwrap();
+    assert_eq!((pruned.scored, pruned.deleted, pruned.commits.len()), (0, 39, 1), "{pruned:?}");
+    assert_eq!(scalar(&target, "SELECT count(*) FROM predictions").await, "200");
+}
+
+#[tokio::test]
+async fn bad_rows_are_written_with_their_error_and_duplicate_ids_refused() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("predictions");
+    let report = job(Path::new(&fixture.bad_images), &target, &fixture.baseline).execute().await.unwrap();
+    assert_eq!((report.scanned, report.scored), (14, 14));
+    assert_eq!(report.failed, 7, "{report:?}");
+    // Decode errors are not retried (the same bytes fail the same way); only fetch errors are.
+    let again = job(Path::new(&fixture.bad_images), &target, &fixture.baseline).execute().await.unwrap();
+    assert_eq!(again.scored, 0);
+
+    let duplicated = dir.path().join("duplicated");
+    write_products(&duplicated, "SELECT * FROM products UNION ALL SELECT * FROM products LIMIT 300", SaveMode::ErrorIfExists)
+        .await;
+    let error = job(&duplicated, &dir.path().join("other"), &fixture.baseline).execute().await.unwrap_err().to_string();
+    assert!(error.contains("product ids must be unique") && error.contains("(2 rows)"), "{error}");
+
+    let missing_column =
+        job(Path::new(&fixture.image_uris), &dir.path().join("x"), &fixture.baseline).execute().await.unwrap_err();
+    assert!(missing_column.to_string().contains("no image column \"image\""), "{missing_column}");
+}
+
+fn refresh_command(source: &Path, target: &Path, model: &Path, chunk_rows: usize) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lakecat"));
+    command
+        .args(["refresh", "--json", "--batch-size", "8", "--chunk-rows"])
+        .arg(chunk_rows.to_string())
+        .arg("--model")
+        .arg(model)
+        .arg("--source")
+        .arg(source)
+        .arg("--target")
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn finish(child: Child) -> (bool, String) {
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// A deterministic stream of fractions in [0, 1) (no extra dependency for one test).
+fn fractions(mut state: u64) -> impl Iterator<Item = f64> {
+    std::iter::repeat_with(move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_moment_the_next_run_converges() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(&fixture.products);
+    let reference = dir.path().join("reference");
+    let started = Instant::now();
+    let (ok, output) = finish(refresh_command(source, &reference, &fixture.baseline, 16).spawn().unwrap());
+    assert!(ok, "{output}");
+    let full_run = started.elapsed();
+    let expected = predictions(&reference).await;
+
+    let trials = 24;
+    let mut interrupted = 0;
+    for (trial, fraction) in fractions(42).take(trials).enumerate() {
+        let target = dir.path().join(format!("trial-{trial}"));
+        let mut child = refresh_command(source, &target, &fixture.baseline, 16).spawn().unwrap();
+        std::thread::sleep(full_run.mul_f64(fraction));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        child.kill().unwrap(); // SIGKILL: no clean-up code runs
+        child.wait().unwrap();
+        let (ok, output) = finish(refresh_command(source, &target, &fixture.baseline, 16).spawn().unwrap());
+        assert!(ok, "trial {trial}: the run after the kill failed: {output}");
+        assert_eq!(predictions(&target).await, expected, "trial {trial} (killed after {fraction:.2} of a run)");
+    }
+    assert!(interrupted >= trials / 2, "only {interrupted} of {trials} runs were still running when killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_leave_one_copy_of_each_row() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(&fixture.products);
+    let reference = dir.path().join("reference");
+    let (ok, output) = finish(refresh_command(source, &reference, &fixture.baseline, 40).spawn().unwrap());
+    assert!(ok, "{output}");
+    let expected = predictions(&reference).await;
+    for round in 0..3 {
+        let target = dir.path().join(format!("round-{round}"));
+        let first = refresh_command(source, &target, &fixture.baseline, 40).spawn().unwrap();
+        let second = refresh_command(source, &target, &fixture.baseline, 40).spawn().unwrap();
+        let outcomes = [finish(first), finish(second)];
+        for (ok, output) in &outcomes {
+            assert!(
+                *ok || output.contains("another writer committed") || output.contains("Another refresh"),
+                "round {round}: a run failed without saying why: {output}"
+            );
+        }
+        assert!(outcomes.iter().any(|(ok, _)| *ok), "round {round}: neither run committed: {outcomes:?}");
+        // A run that succeeded leaves every row current, whatever the other did meanwhile.
+        assert_eq!(predictions(&target).await, expected, "round {round}: {outcomes:?}");
+    }
+}
