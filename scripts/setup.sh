@@ -2,6 +2,7 @@
 # Installs what lakecat needs beyond the Rust toolchain, into this checkout only:
 # ONNX Runtime's shared library from its PyPI wheel (onnxruntime, or onnxruntime-gpu on a
 # machine with an NVIDIA driver), in .venv. The lakecat binary finds it there by itself.
+# With --test, also moto[server]: the S3-compatible server the tests start on 127.0.0.1.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,14 +18,26 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
   echo "setup: $PYTHON not found; lakecat needs Python 3 with pip to install ONNX Runtime" >&2
   exit 1
 fi
+MOTO_VERSION=5.2.5
+
+# pip_install REQUIREMENT: into .venv, or, with a Python lacking a working venv module
+# (Debian's python3 without python3-venv), into the same layout, which is all lakecat and its
+# tests look at.
+pip_install() {
+  if [[ -x .venv/bin/python ]] || { "$PYTHON" -m venv .venv 2>/dev/null && [[ -x .venv/bin/python ]]; }; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$1"
+  else
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target .venv/lib/python3/site-packages "$1"
+  fi
+}
+
 if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null 2>&1; then
   echo "setup: installing $PACKAGE==$ORT_VERSION into .venv"
-  if [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$PACKAGE==$ORT_VERSION"
-  else
-    # A Python without the venv module (Debian's python3 without python3-venv): install the
-    # wheel into the same layout, which is all lakecat looks at.
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target .venv/lib/python3/site-packages "$PACKAGE==$ORT_VERSION"
-  fi
+  pip_install "$PACKAGE==$ORT_VERSION"
 fi
 ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null
+
+if [[ "${1:-}" == "--test" ]] && ! ls -d .venv/lib/python3*/site-packages/moto-"$MOTO_VERSION".dist-info >/dev/null 2>&1; then
+  echo "setup: installing moto[server]==$MOTO_VERSION (the tests' local S3 server) into .venv"
+  pip_install "moto[server]==$MOTO_VERSION"
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command of the README: sets up ONNX Runtime, then runs every test of the workspace
-# (unit tests, the integration tests in tests/it and the SQL logic tests in sql/*.slt).
+# The test command of the README: sets up ONNX Runtime and the local S3 server (moto), then
+# runs every test of the workspace (unit tests, the integration tests in tests/it and the SQL
+# logic tests in sql/*.slt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 cargo test --workspace "$@"

@@ -210,6 +210,8 @@ impl RefreshJob {
                 Err(Stop::Conflict(message)) if (report.conflicts as usize) + 1 < self.max_attempts => {
                     report.conflicts += 1;
                     eprintln!("refresh: {message}; starting over from the table's new version");
+                    // Give the other writer time to finish before comparing again.
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(report.conflicts))).await;
                 }
                 Err(Stop::Conflict(message)) => {
                     return Err(Error::Refresh(format!(

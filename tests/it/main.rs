@@ -7,4 +7,5 @@ mod common;
 mod cli;
 mod import;
 mod refresh;
+mod s3;
 mod scoring;

@@ -235,9 +235,9 @@ async fn fetch_one(uri: &str, location: Location, timeout: Duration, deadline: D
                 })
             }
             Location::Remote(store, path) => match store.get(&path).await {
-                Ok(result) => result.bytes().await.map_err(|error| format!("{uri}: {error}")),
+                Ok(result) => result.bytes().await.map_err(|error| format!("{uri}: {}", with_causes(&error))),
                 Err(object_store::Error::NotFound { .. }) => Err(format!("{uri}: no such object")),
-                Err(error) => Err(format!("{uri}: {error}")),
+                Err(error) => Err(format!("{uri}: {}", with_causes(&error))),
             },
         }
     };
@@ -245,6 +245,21 @@ async fn fetch_one(uri: &str, location: Location, timeout: Duration, deadline: D
         Ok(result) => result.map_err(|message| RowError::new(Stage::Fetch, message)),
         Err(_) => Err(RowError::new(Stage::Fetch, format!("{uri}: timed out after {limit:?}"))),
     }
+}
+
+/// The error and its causes: object_store's own message says "error sending request", the
+/// cause says why (a timeout, a refused connection).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// lakecat's own I/O runtime; never dropped, so it is safe to use from any thread.
