@@ -70,7 +70,9 @@ impl Progress {
         let rate = self.done as f64 / seconds;
         let of_total = self.total.map(|total| format!("/{total}")).unwrap_or_default();
         let eta = match self.total {
-            Some(total) if rate > 0.0 && total > self.done => format!(", ETA {:.0}s", (total - self.done) as f64 / rate),
+            Some(total) if rate > 0.0 && total > self.done => {
+                format!(", ETA {:.0}s", (total - self.done) as f64 / rate)
+            }
             _ => String::new(),
         };
         let detail = if self.detail.is_empty() { String::new() } else { format!(" ({})", self.detail) };

@@ -3,10 +3,12 @@
 -- description, image); $1 is the model's fingerprint.
 -- Rescored: new products, changed inputs (content hash), predictions of another model, and
 -- rows whose image could not be fetched last time (often transient: a timeout, a 503).
+-- Products without an id cannot be keyed: they are counted and reported instead.
 SELECT s.product_id, s.content_hash
 FROM (SELECT product_id, content_hash(image, title, description) AS content_hash FROM source) AS s
 LEFT JOIN target AS t ON s.product_id = t.product_id
-WHERE t.product_id IS NULL
-   OR t.content_hash <> s.content_hash
-   OR (t.model IS DISTINCT FROM $1)
-   OR t.error LIKE 'fetch:%'
+WHERE s.product_id IS NOT NULL
+  AND (t.product_id IS NULL
+       OR t.content_hash <> s.content_hash
+       OR (t.model IS DISTINCT FROM $1)
+       OR t.error LIKE 'fetch:%')

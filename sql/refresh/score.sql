@@ -1,6 +1,7 @@
 -- Scores the products listed in `changes` (product_id, content_hash). `changes` is the small
--- side and is written first: the refresh session keeps this join order, so the hash table holds
--- ids and hashes while the products, images included, stream past it.
+-- side and is written first: the refresh session keeps this join order and builds the hash
+-- table from it alone, so only ids and hashes are held while the products, images included,
+-- stream past it.
 SELECT s.product_id, s.title, s.description,
        categorize(s.image, s.title, s.description) AS prediction,
        c.content_hash

@@ -110,8 +110,17 @@ fn print_summary(report: &RefreshReport) {
         report.run, report.source, report.source_version, report.target, report.model
     );
     eprintln!(
-        "  {} products: {} scored ({} with an error), {} unchanged, {} deleted",
-        report.scanned, report.scored, report.failed, report.skipped, report.deleted
+        "  {} products: {} scored ({} with an error), {} unchanged, {} deleted{}",
+        report.scanned,
+        report.scored,
+        report.failed,
+        report.skipped,
+        report.deleted,
+        if report.without_id > 0 {
+            format!(", {} without an id (not scored)", report.without_id)
+        } else {
+            String::new()
+        }
     );
     let commits = match report.commits.as_slice() {
         [] => "nothing to commit".to_string(),
@@ -123,6 +132,10 @@ fn print_summary(report: &RefreshReport) {
         report.target_version,
         report.seconds,
         report.rows_per_second,
-        if report.conflicts > 0 { format!(", started over {} times after concurrent commits", report.conflicts) } else { String::new() }
+        if report.conflicts > 0 {
+            format!(", started over {} times after concurrent commits", report.conflicts)
+        } else {
+            String::new()
+        }
     );
 }

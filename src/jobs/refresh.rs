@@ -19,8 +19,8 @@ use datafusion::prelude::{SessionContext, col};
 use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use deltalake::errors::DeltaTableError;
-use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use lakecat_udfs::Device;
@@ -32,6 +32,8 @@ use crate::{Error, LakecatSession, Result, SessionBuilder, delta};
 
 /// The application id of refresh commits; its version counts the runs.
 pub const APP_ID: &str = "lakecat-refresh";
+/// The key of a refresh's record in each commit's info.
+pub const COMMIT_INFO_KEY: &str = "lakecat.refresh";
 
 const CHANGES_SQL: &str = include_str!("../../sql/refresh/changes.sql");
 const SCORE_SQL: &str = include_str!("../../sql/refresh/score.sql");
@@ -72,8 +74,15 @@ pub struct RefreshReport {
     pub scored: u64,
     /// Rows whose prediction was already current.
     pub skipped: u64,
+    /// Products with a NULL id: they cannot be keyed, so they are not scored (see the warning).
+    pub without_id: u64,
     /// Scored rows whose `error` is set (they are written too; fetch errors are retried next run).
     pub failed: u64,
+    /// Of those, the rows whose image could not be fetched.
+    pub fetch_errors: u64,
+    /// The source version, model and settings are those of the complete run that wrote the
+    /// table's latest commit: nothing was read.
+    pub source_unchanged: bool,
     /// Predictions removed because their product is gone (`with_delete_missing`).
     pub deleted: u64,
     /// Table versions this run committed, one per chunk.
@@ -99,11 +108,7 @@ impl<E: Into<Error>> From<E> for Stop {
 }
 
 impl RefreshJob {
-    pub fn new(
-        source: impl Into<String>,
-        target: impl Into<String>,
-        model: impl AsRef<std::path::Path>,
-    ) -> Self {
+    pub fn new(source: impl Into<String>, target: impl Into<String>, model: impl AsRef<std::path::Path>) -> Self {
         Self {
             source: source.into(),
             source_version: None,
@@ -180,8 +185,12 @@ impl RefreshJob {
         let mut builder = SessionBuilder::new()
             .with_model("model", &self.model)
             .with_device(self.device)
-            // score.sql names the small side first; keep that order (see the file).
+            // score.sql names the small side (changed ids and hashes) first: keep that order, and
+            // collect it once instead of hash-partitioning both sides, so the products, images
+            // included, stream through the join without being copied into partitions.
             .with_setting("datafusion.optimizer.join_reordering", "false")
+            .with_setting("datafusion.optimizer.hash_join_single_partition_threshold", usize::MAX.to_string())
+            .with_setting("datafusion.optimizer.hash_join_single_partition_threshold_rows", usize::MAX.to_string())
             .with_setting("datafusion.execution.batch_size", self.chunk_rows.min(1024).to_string());
         if let Some(batch_size) = self.batch_size {
             builder = builder.with_batch_size(batch_size);
@@ -269,7 +278,12 @@ impl RefreshJob {
     }
 
     /// One pass: compare, score the changes chunk by chunk, delete what is gone.
-    async fn attempt(&self, session: &LakecatSession, schema: &SchemaRef, report: &mut RefreshReport) -> Result<(), Stop> {
+    async fn attempt(
+        &self,
+        session: &LakecatSession,
+        schema: &SchemaRef,
+        report: &mut RefreshReport,
+    ) -> Result<(), Stop> {
         let ctx = &session.ctx;
         let mut target = open_or_create_target(&self.target, schema).await?;
         session.register_table("target", &target).await?;
@@ -280,6 +294,23 @@ impl RefreshJob {
             .await
             .map_err(|source| Error::delta(&self.target, source))?;
         report.run = previous_run.unwrap_or(0) + 1;
+        // Rows that failed to fetch in an attempt that lost a race are fetched again in this one.
+        report.fetch_errors = 0;
+        // Counted from the Delta log's statistics: no data file is read.
+        report.scanned = count(ctx, "SELECT count(*) FROM source").await?;
+        report.without_id = count(ctx, "SELECT count(*) FROM source WHERE product_id IS NULL").await?;
+        if report.without_id > 0 {
+            eprintln!(
+                "refresh: warning: {} products of {} have a NULL {} and are not scored; give them ids",
+                report.without_id, self.source, self.id_column
+            );
+        }
+        if self.target_is_current(&target, report).await? {
+            report.skipped = report.scanned - report.without_id;
+            report.source_unchanged = true;
+            report.target_version = target.version().unwrap_or_default();
+            return Ok(());
+        }
 
         let changes = ctx
             .sql(CHANGES_SQL)
@@ -288,21 +319,21 @@ impl RefreshJob {
             .collect()
             .await?;
         let changed: usize = changes.iter().map(RecordBatch::num_rows).sum();
-        report.scanned = count(ctx, "SELECT count(*) FROM source").await?;
-        report.skipped = report.scanned - changed as u64;
+        report.skipped = report.scanned.saturating_sub(changed as u64 + report.without_id);
+        let delete = self.delete_missing && count(ctx, MISSING_SQL).await? > 0;
         ctx.deregister_table("changes")?;
         let changes_schema = changes.first().map_or_else(|| Arc::new(Schema::empty()), |batch| batch.schema());
         if changed > 0 {
             ctx.register_table("changes", Arc::new(MemTable::try_new(changes_schema, vec![changes])?))?;
-            target = self.score_changes(ctx, target, schema, changed, report).await?;
+            target = self.score_changes(ctx, target, schema, changed, !delete, report).await?;
         }
-        if self.delete_missing && count(ctx, MISSING_SQL).await? > 0 {
+        if delete {
             let ids = ctx.sql("SELECT DISTINCT product_id FROM source").await?;
             let (table, metrics) = target
                 .merge(ids, col("target.product_id").eq(col("source.product_id")))
                 .with_source_alias("source")
                 .with_target_alias("target")
-                .with_commit_properties(self.commit_properties(report, None))
+                .with_commit_properties(self.commit_properties(report, None, true))
                 .when_not_matched_by_source_delete(|delete| delete)
                 .map_err(|source| Error::delta(&self.target, source))?
                 .await
@@ -315,43 +346,76 @@ impl RefreshJob {
         Ok(())
     }
 
-    /// Streams the changed products through `categorize` and MERGEs every `chunk_rows`.
+    /// Whether the table's latest commit is the last of a complete refresh of this very source
+    /// version with this model (and columns, and deletion rule), with no failed fetch to retry:
+    /// then nothing can have changed and no row needs to be read.
+    async fn target_is_current(&self, target: &DeltaTable, report: &RefreshReport) -> Result<bool> {
+        let latest =
+            target.history(Some(1)).next().await.transpose().map_err(|source| Error::delta(&self.target, source))?;
+        let Some(info) = latest.and_then(|commit| commit.info.get(COMMIT_INFO_KEY).cloned()) else {
+            return Ok(false);
+        };
+        let expected = self.run_identity(report);
+        let same = expected
+            .as_object()
+            .is_some_and(|expected| expected.iter().all(|(key, value)| info.get(key) == Some(value)));
+        let deleted_as_asked =
+            info.get("delete_missing") == Some(&serde_json::Value::Bool(true)) || !self.delete_missing;
+        let complete = info.get("complete") == Some(&serde_json::Value::Bool(true));
+        let no_fetch_errors = info.get("fetch_errors").and_then(serde_json::Value::as_u64) == Some(0);
+        Ok(same && deleted_as_asked && complete && no_fetch_errors)
+    }
+
+    /// What makes two runs score the same rows the same way.
+    fn run_identity(&self, report: &RefreshReport) -> serde_json::Value {
+        serde_json::json!({
+            "source": self.source,
+            "source_version": report.source_version,
+            "model": report.model,
+            "id_column": self.id_column,
+            "image_column": self.image_column,
+        })
+    }
+
+    /// Streams the changed products through `categorize` and MERGEs every `chunk_rows`. A full
+    /// chunk is committed when the next row arrives, so the run's last commit is known to be the
+    /// last and says so (`final_commit`: no deletion follows).
     async fn score_changes(
         &self,
         ctx: &SessionContext,
         mut target: DeltaTable,
         schema: &SchemaRef,
         changed: usize,
+        final_commit: bool,
         report: &mut RefreshReport,
     ) -> Result<DeltaTable, Stop> {
         let mut progress = Progress::new("refresh: scoring", Some(changed as u64));
         progress.set_detail(format!("{} unchanged", report.skipped));
         let mut stream = ctx.sql(SCORE_SQL).await?.execute_stream().await?;
         let (mut chunk, mut chunk_len) = (Vec::new(), 0usize);
-        let (mut scored, mut failed) = (0u64, 0u64);
         while let Some(batch) = stream.next().await {
             let batch = to_predictions(&batch?, schema)?;
-            failed += batch.column_by_name("error").map_or(0, |errors| (errors.len() - errors.null_count()) as u64);
+            let (failed, fetch_failed) = count_errors(&batch)?;
+            report.failed += failed;
+            report.fetch_errors += fetch_failed;
             let mut offset = 0;
             while offset < batch.num_rows() {
+                if chunk_len == self.chunk_rows {
+                    target = self.merge_chunk(ctx, target, std::mem::take(&mut chunk), false, report).await?;
+                    chunk_len = 0;
+                }
                 let take = (self.chunk_rows - chunk_len).min(batch.num_rows() - offset);
                 chunk.push(batch.slice(offset, take));
                 (chunk_len, offset) = (chunk_len + take, offset + take);
-                if chunk_len == self.chunk_rows {
-                    target = self.merge_chunk(ctx, target, std::mem::take(&mut chunk), report).await?;
-                    chunk_len = 0;
-                }
             }
-            scored += batch.num_rows() as u64;
+            report.scored += batch.num_rows() as u64;
             progress.advance(batch.num_rows() as u64);
-            progress.set_detail(format!("{} unchanged, {failed} failed", report.skipped));
+            progress.set_detail(format!("{} unchanged, {} failed", report.skipped, report.failed));
         }
         if chunk_len > 0 {
-            target = self.merge_chunk(ctx, target, chunk, report).await?;
+            target = self.merge_chunk(ctx, target, chunk, final_commit, report).await?;
         }
         progress.finish();
-        report.scored += scored;
-        report.failed += failed;
         Ok(target)
     }
 
@@ -360,6 +424,7 @@ impl RefreshJob {
         ctx: &SessionContext,
         target: DeltaTable,
         chunk: Vec<RecordBatch>,
+        final_commit: bool,
         report: &mut RefreshReport,
     ) -> Result<DeltaTable, Stop> {
         let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
@@ -371,7 +436,7 @@ impl RefreshJob {
             .with_source_alias("source")
             .with_target_alias("target")
             .with_merge_schema(true)
-            .with_commit_properties(self.commit_properties(report, Some(rows)))
+            .with_commit_properties(self.commit_properties(report, Some(rows), final_commit))
             .when_matched_update(|update| {
                 columns
                     .iter()
@@ -389,18 +454,21 @@ impl RefreshJob {
         Ok(table)
     }
 
-    fn commit_properties(&self, report: &RefreshReport, rows: Option<usize>) -> CommitProperties {
-        let info = serde_json::json!({
-            "run": report.run,
-            "chunk": report.commits.len(),
-            "rows": rows,
-            "source": self.source,
-            "source_version": report.source_version,
-            "model": report.model,
-        });
+    /// The run's application transaction and its commit info: who, from what, which chunk, and
+    /// on the run's last commit `complete` (what a later run checks to skip reading anything).
+    fn commit_properties(&self, report: &RefreshReport, rows: Option<usize>, final_commit: bool) -> CommitProperties {
+        let mut info = self.run_identity(report);
+        if let Some(info) = info.as_object_mut() {
+            info.insert("run".into(), report.run.into());
+            info.insert("chunk".into(), report.commits.len().into());
+            info.insert("rows".into(), rows.into());
+            info.insert("delete_missing".into(), self.delete_missing.into());
+            info.insert("complete".into(), final_commit.into());
+            info.insert("fetch_errors".into(), report.fetch_errors.into());
+        }
         CommitProperties::default()
             .with_application_transaction(Transaction::new(APP_ID, report.run))
-            .with_metadata([("lakecat.refresh".to_string(), info)])
+            .with_metadata([(COMMIT_INFO_KEY.to_string(), info)])
     }
 
     /// A lost race with another writer is a conflict (start over); anything else fails the run.
@@ -418,6 +486,16 @@ impl RefreshJob {
             _ => Stop::Failed(Error::delta(&self.target, source)),
         }
     }
+}
+
+/// (rows with an error, rows with a fetch error) of a predictions batch.
+fn count_errors(batch: &RecordBatch) -> Result<(u64, u64)> {
+    let Some(errors) = batch.column_by_name("error") else { return Ok((0, 0)) };
+    let errors = cast(errors, &DataType::Utf8)?;
+    let errors = errors.as_string::<i32>();
+    let failed = (errors.len() - errors.null_count()) as u64;
+    let fetch = errors.iter().flatten().filter(|error| error.starts_with("fetch:")).count() as u64;
+    Ok((failed, fetch))
 }
 
 fn committed(commits: &[u64]) -> String {
@@ -499,7 +577,8 @@ async fn open_or_create_target(location: &str, schema: &SchemaRef) -> Result<Del
         return Ok(table);
     }
     // A concurrent refresh may create it first; then use theirs.
-    let created = table.write(vec![RecordBatch::new_empty(schema.clone())]).with_save_mode(SaveMode::ErrorIfExists).await;
+    let created =
+        table.write(vec![RecordBatch::new_empty(schema.clone())]).with_save_mode(SaveMode::ErrorIfExists).await;
     match created {
         Ok(table) => Ok(table),
         Err(_) => delta::open_table(location, None).await,
@@ -515,7 +594,8 @@ async fn check_unique_ids(ctx: &SessionContext, source: &str) -> Result<()> {
             let copies = batch.column(1).clone();
             (0..batch.num_rows()).filter_map(move |row| {
                 let id = ids.as_ref()?.as_string::<i32>().value(row).to_string();
-                let copies = cast(&copies, &DataType::Int64).ok()?.as_primitive::<arrow::datatypes::Int64Type>().value(row);
+                let copies =
+                    cast(&copies, &DataType::Int64).ok()?.as_primitive::<arrow::datatypes::Int64Type>().value(row);
                 Some(format!("{id} ({copies} rows)"))
             })
         })

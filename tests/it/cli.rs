@@ -23,11 +23,13 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn help_teaches_the_subcommands() {
     let help = stdout(&lakecat(&["--help"]));
-    for command in ["demo", "import", "sql"] {
+    for command in ["demo", "import", "sql", "refresh"] {
         assert!(help.contains(command), "{help}");
     }
     let sql = stdout(&lakecat(&["sql", "--help"]));
     assert!(sql.contains("categorize([model,] image, title, description)") && sql.contains("SET lakecat."), "{sql}");
+    let refresh = stdout(&lakecat(&["refresh", "--help"]));
+    assert!(refresh.contains("--chunk-rows") && refresh.contains("lakecat-refresh"), "{refresh}");
     let import = stdout(&lakecat(&["import", "--help"]));
     assert!(
         import.contains("--category-tree") && import.contains("lakecat import data/sample/fashion/products.csv"),
@@ -123,4 +125,21 @@ fn demo_runs_end_to_end() {
     for expected in ["leaf_accuracy", "level_3", "decode: truncated JPEG", "input: nothing to score"] {
         assert!(printed.contains(expected), "missing {expected:?} in\n{printed}");
     }
+}
+
+#[test]
+fn refresh_that_cannot_run_exits_non_zero_and_says_why() {
+    let fixture = fixture();
+    let output = lakecat(&[
+        "refresh",
+        "--model",
+        &fixture.baseline.display().to_string(),
+        "--source",
+        "/nonexistent/products",
+        "--target",
+        &std::env::temp_dir().join("lakecat-unused-predictions").display().to_string(),
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("/nonexistent/products is not a Delta table"), "{message}");
 }

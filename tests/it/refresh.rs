@@ -20,7 +20,8 @@ async fn write_products(location: &Path, sql: &str, mode: SaveMode) {
 
 /// The predictions table in a comparable form: everything but the scoring time, in id order.
 async fn predictions(location: &Path) -> String {
-    let session = SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
+    let session =
+        SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
     let batches: Vec<RecordBatch> = session
         .ctx
         .sql(
@@ -36,10 +37,17 @@ async fn predictions(location: &Path) -> String {
 }
 
 async fn scalar(location: &Path, sql: &str) -> String {
-    let session = SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
+    let session =
+        SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
     let batches = session.ctx.sql(sql).await.unwrap().collect().await.unwrap();
     let formatted = arrow::util::display::ArrayFormatter::try_new(batches[0].column(0), &Default::default()).unwrap();
     formatted.value(0).to_string()
+}
+
+async fn scalar_of(ctx: &datafusion::prelude::SessionContext, sql: &str) -> u64 {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let value = arrow::compute::cast(batches[0].column(0), &arrow::datatypes::DataType::UInt64).unwrap();
+    arrow::array::AsArray::as_primitive::<arrow::datatypes::UInt64Type>(&value).value(0)
 }
 
 fn job(source: &Path, target: &Path, model: &Path) -> RefreshJob {
@@ -87,10 +95,22 @@ async fn rescoring_follows_changes_and_models_only() {
         .collect()
         .await
         .unwrap();
-    assert_eq!(pretty_format_batches(&stored).unwrap().to_string(), pretty_format_batches(&direct).unwrap().to_string());
+    assert_eq!(
+        pretty_format_batches(&stored).unwrap().to_string(),
+        pretty_format_batches(&direct).unwrap().to_string()
+    );
 
+    // Same source version, same model, last run complete: nothing is read.
     let again = job(&source, &target, &fixture.baseline).execute().await.unwrap();
-    assert_eq!((again.scored, again.skipped, again.commits.len()), (0, 239, 0), "{again:?}");
+    assert_eq!(
+        (again.scored, again.skipped, again.commits.len(), again.source_unchanged),
+        (0, 239, 0, true),
+        "{again:?}"
+    );
+    // A new source version with the same rows: every row is compared, none rescored.
+    write_products(&source, "SELECT * FROM products", SaveMode::Overwrite).await;
+    let rewritten = job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    assert_eq!((rewritten.scored, rewritten.skipped, rewritten.source_unchanged), (0, 239, false), "{rewritten:?}");
 
     // Change the title of exactly 100 products (a new source version): those 100 are rescored.
     write_products(
@@ -144,10 +164,31 @@ async fn bad_rows_are_written_with_their_error_and_duplicate_ids_refused() {
     assert_eq!(again.scored, 0);
 
     let duplicated = dir.path().join("duplicated");
-    write_products(&duplicated, "SELECT * FROM products UNION ALL SELECT * FROM products LIMIT 300", SaveMode::ErrorIfExists)
-        .await;
+    write_products(
+        &duplicated,
+        "SELECT * FROM products UNION ALL SELECT * FROM products LIMIT 300",
+        SaveMode::ErrorIfExists,
+    )
+    .await;
     let error = job(&duplicated, &dir.path().join("other"), &fixture.baseline).execute().await.unwrap_err().to_string();
     assert!(error.contains("product ids must be unique") && error.contains("(2 rows)"), "{error}");
+
+    // Products without an id cannot be keyed: counted, reported, never inserted again and again.
+    let no_ids = dir.path().join("no_ids");
+    write_products(
+        &no_ids,
+        "SELECT p.* REPLACE (CASE WHEN p.title LIKE '%Polo%' THEN NULL ELSE p.product_id END AS product_id) FROM products AS p",
+        SaveMode::ErrorIfExists,
+    )
+    .await;
+    let polo: u64 = scalar_of(&session().await.ctx, "SELECT count(*) FROM products WHERE title LIKE '%Polo%'").await;
+    assert!(polo > 0);
+    let no_ids_target = dir.path().join("no_ids_predictions");
+    for run in 0..2 {
+        let report = job(&no_ids, &no_ids_target, &fixture.baseline).execute().await.unwrap();
+        assert_eq!((report.without_id, report.scored), (polo, if run == 0 { 239 - polo } else { 0 }), "{report:?}");
+    }
+    assert_eq!(scalar(&no_ids_target, "SELECT count(*) FROM predictions").await, (239 - polo).to_string());
 
     let missing_column =
         job(Path::new(&fixture.image_uris), &dir.path().join("x"), &fixture.baseline).execute().await.unwrap_err();

@@ -117,8 +117,11 @@ fn forward(mut client: TcpStream, upstream: u16, flaky_drops: &AtomicUsize) {
 
 fn create_bucket(port: u16) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        stream,
+        "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "creating the bucket: {response}");
@@ -222,7 +225,11 @@ async fn images_on_s3_are_fetched_and_failures_are_row_errors() {
     }
     let error = |id: &str| errors[id].clone().unwrap_or_default();
     assert_eq!(error("missing"), "fetch: s3://lakecat-images/images/missing.jpg: no such object");
-    assert!(error("timeout").starts_with("fetch: s3://lakecat-images/images/stall.jpg: ") && error("timeout").contains("timed out"), "{errors:?}");
+    assert!(
+        error("timeout").starts_with("fetch: s3://lakecat-images/images/stall.jpg: ")
+            && error("timeout").contains("timed out"),
+        "{errors:?}"
+    );
     assert!(error("outside_prefix").ends_with("refused: not under lakecat.allowed_locations"), "{errors:?}");
     assert!(error("local_file").ends_with("refused: /etc/passwd is not under lakecat.allowed_locations"), "{errors:?}");
 

@@ -12,12 +12,12 @@ use datafusion::logical_expr::{
 };
 use lakecat_core::text::field_from_bytes;
 
+use crate::arrays::{byte_values, is_bytes, is_text, string_values};
 use crate::config::LakecatOptions;
 use crate::doc_section;
 use crate::engine::RowInput;
 use crate::error::{RowError, Stage};
 use crate::fetch::{FetchSettings, ImageFetcher};
-use crate::arrays::{byte_values, is_bytes, is_text, string_values};
 use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
 use crate::prediction::{PredictionBuilder, PredictionSettings, prediction_fields};
 use crate::registry::{ModelRegistry, SharedModels};

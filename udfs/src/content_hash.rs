@@ -127,7 +127,10 @@ mod tests {
         let plain: ArrayRef = Arc::new(StringArray::from(vec!["shirt"]));
         let view: ArrayRef = Arc::new(StringViewArray::from(vec!["shirt"]));
         let null: ArrayRef = Arc::new(StringArray::new_null(1));
-        assert_eq!(hash(vec![plain.clone(), plain.clone(), null.clone()]), hash(vec![view.clone(), view, null.clone()]));
+        assert_eq!(
+            hash(vec![plain.clone(), plain.clone(), null.clone()]),
+            hash(vec![view.clone(), view, null.clone()])
+        );
         // An image URI and the same text as image bytes are different inputs.
         let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([b"shirt"]));
         assert_ne!(hash(vec![plain.clone(), null.clone(), null.clone()]), hash(vec![bytes, null.clone(), null]));

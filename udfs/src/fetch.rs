@@ -157,8 +157,8 @@ impl ImageFetcher {
             match stores.get(&key) {
                 Some(store) => store.clone(),
                 None => {
-                    let store = build_store(scheme, &root, settings)
-                        .map_err(|message| refuse(format!("{uri}: {message}")))?;
+                    let store =
+                        build_store(scheme, &root, settings).map_err(|message| refuse(format!("{uri}: {message}")))?;
                     stores.insert(key, store.clone());
                     store
                 }

@@ -95,7 +95,10 @@ pub fn environment() -> Result<&'static Environment> {
     static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
     ENVIRONMENT
         .get_or_init(|| {
-            let path = locate_library().map_err(|error| error.to_string())?;
+            let path = locate_library().map_err(|error| match error {
+                Error::Runtime(message) => message,
+                other => other.to_string(),
+            })?;
             let builder = ort::init_from(&path).map_err(|error| format!("cannot load {}: {error}", path.display()))?;
             builder
                 .with_name("lakecat")
