@@ -3,8 +3,9 @@
 -- description, image); $1 is the model's fingerprint.
 -- Rescored: new products, changed inputs (content hash), predictions of another model, and
 -- rows whose image could not be fetched last time (often transient: a timeout, a 503).
--- Products without an id cannot be keyed: they are counted and reported instead.
-SELECT s.product_id, s.content_hash
+-- Products without an id cannot be keyed: they are counted and reported instead. `is_new`
+-- (not in the table yet) lets the refresh append instead of MERGE.
+SELECT s.product_id, s.content_hash, t.product_id IS NULL AS is_new
 FROM (SELECT product_id, content_hash(image, title, description) AS content_hash FROM source) AS s
 LEFT JOIN target AS t ON s.product_id = t.product_id
 WHERE s.product_id IS NOT NULL

@@ -392,51 +392,70 @@ impl RefreshJob {
         let mut progress = Progress::new("refresh: scoring", Some(changed as u64));
         progress.set_detail(format!("{} unchanged", report.skipped));
         let mut stream = ctx.sql(SCORE_SQL).await?.execute_stream().await?;
-        let (mut chunk, mut chunk_len) = (Vec::new(), 0usize);
+        let mut chunk = Chunk::default();
         while let Some(batch) = stream.next().await {
-            let batch = to_predictions(&batch?, schema)?;
+            let batch = batch?;
+            let new_ids = batch.column(5).as_boolean().clone();
+            let batch = to_predictions(&batch, schema)?;
             let (failed, fetch_failed) = count_errors(&batch)?;
             report.failed += failed;
             report.fetch_errors += fetch_failed;
             let mut offset = 0;
             while offset < batch.num_rows() {
-                if chunk_len == self.chunk_rows {
-                    target = self.merge_chunk(ctx, target, std::mem::take(&mut chunk), false, report).await?;
-                    chunk_len = 0;
+                if chunk.rows == self.chunk_rows {
+                    target = self.commit_chunk(ctx, target, std::mem::take(&mut chunk), false, report).await?;
                 }
-                let take = (self.chunk_rows - chunk_len).min(batch.num_rows() - offset);
-                chunk.push(batch.slice(offset, take));
-                (chunk_len, offset) = (chunk_len + take, offset + take);
+                let take = (self.chunk_rows - chunk.rows).min(batch.num_rows() - offset);
+                chunk.push(batch.slice(offset, take), &new_ids.slice(offset, take));
+                offset += take;
             }
             report.scored += batch.num_rows() as u64;
             progress.advance(batch.num_rows() as u64);
             progress.set_detail(format!("{} unchanged, {} failed", report.skipped, report.failed));
         }
-        if chunk_len > 0 {
-            target = self.merge_chunk(ctx, target, chunk, final_commit, report).await?;
+        if chunk.rows > 0 {
+            target = self.commit_chunk(ctx, target, chunk, final_commit, report).await?;
         }
         progress.finish();
         Ok(target)
     }
 
-    async fn merge_chunk(
+    /// One commit. A chunk of products the table did not hold when this attempt compared is
+    /// appended; any other is MERGEd on product id. Appending is safe against a concurrent
+    /// refresh because every refresh commit carries the `lakecat-refresh` application
+    /// transaction, and Delta refuses two concurrent commits of one application id
+    /// (ConcurrentTransaction): the loser starts over and finds those ids present. It keeps a
+    /// first run from re-reading the growing table once per chunk.
+    async fn commit_chunk(
         &self,
         ctx: &SessionContext,
         target: DeltaTable,
-        chunk: Vec<RecordBatch>,
+        chunk: Chunk,
         final_commit: bool,
         report: &mut RefreshReport,
     ) -> Result<DeltaTable, Stop> {
-        let rows: usize = chunk.iter().map(RecordBatch::num_rows).sum();
-        let chunk = align_to_target(chunk, &target)?;
-        let columns: Vec<String> = chunk[0].schema().fields().iter().map(|field| field.name().clone()).collect();
-        let source = ctx.read_batches(chunk)?;
+        let (rows, all_new) = (chunk.rows, chunk.all_new);
+        let batches = align_to_target(chunk.batches, &target)?;
+        let properties = self.commit_properties(report, Some(rows), final_commit);
+        if all_new {
+            let table = target
+                .write(batches)
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+                .with_commit_properties(properties)
+                .await
+                .map_err(|source| self.commit_error(source))?;
+            report.commits.extend(table.version());
+            return Ok(table);
+        }
+        let columns: Vec<String> = batches[0].schema().fields().iter().map(|field| field.name().clone()).collect();
+        let source = ctx.read_batches(batches)?;
         let (table, _metrics) = target
             .merge(source, col("target.product_id").eq(col("source.product_id")))
             .with_source_alias("source")
             .with_target_alias("target")
             .with_merge_schema(true)
-            .with_commit_properties(self.commit_properties(report, Some(rows), final_commit))
+            .with_commit_properties(properties)
             .when_matched_update(|update| {
                 columns
                     .iter()
@@ -488,6 +507,27 @@ impl RefreshJob {
     }
 }
 
+/// Predictions waiting for their commit, and whether all of them are new to the table.
+struct Chunk {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    all_new: bool,
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Self { batches: Vec::new(), rows: 0, all_new: true }
+    }
+}
+
+impl Chunk {
+    fn push(&mut self, batch: RecordBatch, new_ids: &arrow::array::BooleanArray) {
+        self.all_new &= new_ids.true_count() == new_ids.len();
+        self.rows += batch.num_rows();
+        self.batches.push(batch);
+    }
+}
+
 /// (rows with an error, rows with a fetch error) of a predictions batch.
 fn count_errors(batch: &RecordBatch) -> Result<(u64, u64)> {
     let Some(errors) = batch.column_by_name("error") else { return Ok((0, 0)) };
@@ -532,8 +572,8 @@ pub fn predictions_schema(id_type: &DataType, depth: usize) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Flattens score.sql's rows (product_id, title, description, prediction, content_hash) into
-/// the predictions schema.
+/// Flattens score.sql's rows (product_id, title, description, prediction, content_hash, is_new)
+/// into the predictions schema.
 fn to_predictions(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let prediction = batch.column(3).as_struct();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
