@@ -7,11 +7,15 @@ pub mod bundle;
 pub mod error;
 pub mod onnx;
 pub mod preprocess;
+pub mod prune;
 pub mod taxonomy;
+pub mod taxonomy_formats;
 pub mod text;
 
 pub use bundle::{Bundle, BundleBuilder, Manifest, ModelInputs, TrainingSource};
 pub use error::{Error, Result};
 pub use preprocess::{ImageError, ImagePreprocessor, ImageSpec};
+pub use prune::{PruneAction, PruneRow, Pruned, Pruner, SmallCategories};
 pub use taxonomy::{Node, Taxonomy};
+pub use taxonomy_formats::TaxonomyFormat;
 pub use text::{TextError, TextSpec, TextVectorizer};

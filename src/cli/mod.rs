@@ -4,6 +4,7 @@ mod demo;
 mod import;
 mod refresh;
 mod sql;
+mod taxonomy;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,7 @@ enum Command {
     Import(import::ImportArgs),
     Refresh(refresh::RefreshArgs),
     Sql(sql::SqlArgs),
+    Taxonomy(taxonomy::TaxonomyArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -33,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args).await,
         Command::Refresh(args) => refresh::run(args).await,
         Command::Sql(args) => sql::run(args).await,
+        Command::Taxonomy(args) => taxonomy::run(args).await,
     }
 }
 

@@ -4,7 +4,9 @@
 pub mod baseline;
 pub mod import;
 pub mod refresh;
+pub mod taxonomy;
 
 pub use baseline::BaselineJob;
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
 pub use refresh::{RefreshJob, RefreshReport};
+pub use taxonomy::{PruneJob, PruneOutcome, TaxonomyStore};

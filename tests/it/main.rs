@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod import;
+mod labels;
 mod refresh;
 mod s3;
 mod scoring;
