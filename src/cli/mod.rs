@@ -2,6 +2,7 @@
 
 mod demo;
 mod import;
+mod labels;
 mod refresh;
 mod sql;
 mod taxonomy;
@@ -24,6 +25,7 @@ pub struct Cli {
 enum Command {
     Demo(demo::DemoArgs),
     Import(import::ImportArgs),
+    Labels(labels::LabelsArgs),
     Refresh(refresh::RefreshArgs),
     Sql(sql::SqlArgs),
     Taxonomy(taxonomy::TaxonomyArgs),
@@ -33,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Import(args) => import::run(args).await,
+        Command::Labels(args) => labels::run(args).await,
         Command::Refresh(args) => refresh::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Taxonomy(args) => taxonomy::run(args).await,

@@ -2,11 +2,13 @@
 //! run them too.
 
 pub mod baseline;
+pub mod consensus;
 pub mod import;
 pub mod refresh;
 pub mod taxonomy;
 
 pub use baseline::BaselineJob;
+pub use consensus::{ConsensusJob, ConsensusReport};
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
 pub use refresh::{RefreshJob, RefreshReport};
 pub use taxonomy::{PruneJob, PruneOutcome, TaxonomyStore};

@@ -123,3 +123,133 @@ async fn labels_outside_the_taxonomy_are_named() {
     assert!(no_column.unwrap_err().to_string().contains("no label column \"label\""));
     assert!(Path::new(&fixture.products).exists());
 }
+
+/// (product, labeller, category, hour) rows of a generated labelling run.
+async fn write_labels(location: &Path, rows: &[(&str, &str, Option<&str>, i64)]) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+    let batch = RecordBatch::try_from_iter([
+        ("product_id", Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.0))) as ArrayRef),
+        ("labeller_id", Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.1))) as ArrayRef),
+        ("category", Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))) as ArrayRef),
+        (
+            "labelled_at",
+            Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|row| row.3 * 3_600_000_000)))
+                as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    lakecat::delta::write_table(
+        &location.display().to_string(),
+        vec![batch],
+        deltalake::protocol::SaveMode::ErrorIfExists,
+    )
+    .await
+    .unwrap();
+}
+
+/// The first column of a query over the table at `location`, as strings.
+async fn lines(location: &Path, sql: &str) -> Vec<String> {
+    use arrow::array::AsArray;
+    let session = lakecat::SessionBuilder::new().with_table("t", location.display().to_string()).build().await.unwrap();
+    let batches = session.ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut lines = Vec::new();
+    for batch in &batches {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        lines.extend(column.as_string::<i32>().iter().map(|value| value.unwrap_or("NULL").to_string()));
+    }
+    lines
+}
+
+async fn table_text(location: &Path, sql: &str) -> String {
+    let session = lakecat::SessionBuilder::new().with_table("t", location.display().to_string()).build().await.unwrap();
+    let batches = session.ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn consensus_of_three_labellers_keeps_every_product_somewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels");
+    let (shirts, tees, jeans) =
+        (Some("Apparel > Topwear > Shirts"), Some("Apparel > Topwear > Tshirts"), Some("Apparel > Bottomwear > Jeans"));
+    let unknown = Some("Apparel > Topwear > Blouses");
+    write_labels(
+        &labels,
+        &[
+            ("all_agree", "ann", shirts, 1),
+            ("all_agree", "bob", shirts, 1),
+            ("all_agree", "cem", shirts, 1),
+            ("two_agree", "ann", tees, 1),
+            ("two_agree", "bob", tees, 1),
+            ("two_agree", "cem", jeans, 1),
+            ("all_disagree", "ann", shirts, 1),
+            ("all_disagree", "bob", tees, 1),
+            ("all_disagree", "cem", jeans, 1),
+            ("null_labels", "ann", shirts, 1),
+            ("null_labels", "bob", None, 1),
+            ("null_labels", "cem", None, 1),
+            ("only_nulls", "ann", None, 1),
+            ("only_nulls", "bob", None, 1),
+            ("unknown", "ann", unknown, 1),
+            ("unknown", "bob", unknown, 1),
+            ("unknown", "cem", jeans, 1),
+            ("tie", "ann", shirts, 1),
+            ("tie", "bob", shirts, 1),
+            ("tie", "cem", tees, 1),
+            ("tie", "dan", tees, 1),
+            // ann changed her mind: only her latest label counts.
+            ("relabelled", "ann", jeans, 1),
+            ("relabelled", "ann", tees, 2),
+            ("relabelled", "bob", tees, 1),
+            ("relabelled", "cem", jeans, 1),
+        ],
+    )
+    .await;
+    let dir_path = dir.path();
+    let store = TaxonomyStore::new(dir_path.join("taxonomies").display().to_string());
+    let fashion = TaxonomyFormat::Paths
+        .parse("Apparel > Topwear > Shirts\nApparel > Topwear > Tshirts\nApparel > Bottomwear > Jeans\n", Some("v1"))
+        .unwrap();
+    store.save(&fashion).await.unwrap();
+    let (consensus, rejected) = (dir_path.join("consensus"), dir_path.join("rejected"));
+    let report = lakecat::jobs::ConsensusJob::new(
+        labels.display().to_string(),
+        consensus.display().to_string(),
+        rejected.display().to_string(),
+    )
+    .with_taxonomy(store, "v1")
+    .execute()
+    .await
+    .unwrap();
+    assert_eq!((report.products, report.consensus, report.rejected, report.ties), (8, 3, 5, 1));
+    assert_eq!(
+        table_text(&consensus, "SELECT * FROM t ORDER BY product_id").await,
+        "+------------+-----------------------------+-------+-----------+\n\
+         | product_id | category                    | votes | labellers |\n\
+         +------------+-----------------------------+-------+-----------+\n\
+         | all_agree  | Apparel > Topwear > Shirts  | 3     | 3         |\n\
+         | relabelled | Apparel > Topwear > Tshirts | 2     | 3         |\n\
+         | two_agree  | Apparel > Topwear > Tshirts | 2     | 3         |\n\
+         +------------+-----------------------------+-------+-----------+"
+    );
+    assert_eq!(
+        lines(&rejected, "SELECT concat(product_id, ': ', reason) FROM t ORDER BY product_id").await,
+        [
+            "all_disagree: no category has 2 of 3 votes (most: 1 for Apparel > Bottomwear > Jeans | Apparel > Topwear > Shirts | Apparel > Topwear > Tshirts)",
+            "null_labels: no category has 2 of 3 votes (most: 1 for Apparel > Topwear > Shirts)",
+            "only_nulls: no labeller gave a category",
+            "tie: tie: Apparel > Topwear > Shirts | Apparel > Topwear > Tshirts (2 votes each)",
+            "unknown: no category has 2 of 3 votes (most: 1 for Apparel > Bottomwear > Jeans); 2 labels unknown to the taxonomy",
+        ]
+    );
+    let by_labeller = arrow::util::pretty::pretty_format_batches(&report.by_labeller).unwrap().to_string();
+    assert!(by_labeller.contains("| ann         | 8      | 3      | 0         | 5  "), "{by_labeller}");
+    assert!(by_labeller.contains("| cem         | 7      | 1      | 2         | 4  "), "{by_labeller}");
+    let by_category = arrow::util::pretty::pretty_format_batches(&report.by_category).unwrap().to_string();
+    assert!(
+        by_category.contains("| Apparel > Topwear > Shirts   | 7      | 1                  | 1.0 "),
+        "{by_category}"
+    );
+}
