@@ -185,6 +185,16 @@ impl ImagePreprocessor {
     /// Decodes to 8-bit RGB, refusing oversized images before allocating for them. A JPEG much
     /// larger than the target is decoded at 1/2, 1/4 or 1/8 scale by the DCT, which is far
     /// cheaper than decoding it whole and resizing.
+    /// Decodes `bytes` exactly as scoring does (same checks and limits) and returns the image's
+    /// width and height: what an image audit needs to know before training on it.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<(u32, u32), ImageError> {
+        self.decode_rgb(bytes)?;
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|error| ImageError::Decode { format: "image", message: error.to_string() })?;
+        reader.into_dimensions().map_err(|error| ImageError::Decode { format: "image", message: error.to_string() })
+    }
+
     fn decode_rgb(&self, bytes: &[u8]) -> Result<RgbImage, ImageError> {
         if bytes.is_empty() {
             return Err(ImageError::Empty);

@@ -1,5 +1,7 @@
 use clap::{Args, Subcommand};
-use lakecat::jobs::{ConsensusJob, TaxonomyStore};
+use std::path::PathBuf;
+
+use lakecat::jobs::{ConsensusJob, ImageAuditJob, TaxonomyStore};
 
 /// Turn labelling output into training data.
 #[derive(Debug, Args)]
@@ -11,6 +13,43 @@ pub struct LabelsArgs {
 #[derive(Debug, Subcommand)]
 enum LabelsCommand {
     Consensus(ConsensusArgs),
+    Audit(AuditArgs),
+}
+
+/// Find products whose image is missing, unreadable, undecodable, too small or a duplicate.
+///
+/// Images (bytes, or locations fetched like `categorize` does) are decoded by the same code as
+/// scoring. Findings replace the --findings table: product_id, problem (missing, unreadable,
+/// undecodable, too_small, duplicate), detail, width, height. With --clean-snapshot, the
+/// products without findings (the first of each set of duplicates stays) are written there,
+/// ready to train on.
+///
+/// Example:
+///
+///   lakecat labels audit --products lake/fashion --findings lake/image_findings --clean-snapshot lake/fashion_clean
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+struct AuditArgs {
+    /// The products Delta table.
+    #[arg(long)]
+    products: String,
+    /// Where the findings go (replaced on every run).
+    #[arg(long)]
+    findings: String,
+    /// Also write the products without findings here.
+    #[arg(long)]
+    clean_snapshot: Option<String>,
+    #[arg(long, default_value = "product_id")]
+    id_column: String,
+    /// The image column (default: image, else image_uri).
+    #[arg(long)]
+    image_column: Option<String>,
+    /// Images narrower or lower than this are too small.
+    #[arg(long, default_value_t = 32)]
+    min_size: u32,
+    /// Relative image paths resolve here (default: the current directory).
+    #[arg(long)]
+    image_root: Option<PathBuf>,
 }
 
 /// One label per product where enough labellers agree; the rest kept apart with the reason.
@@ -73,6 +112,28 @@ pub async fn run(args: LabelsArgs) -> anyhow::Result<()> {
             );
             println!("agreement per labeller:\n{}", arrow::util::pretty::pretty_format_batches(&report.by_labeller)?);
             println!("agreement per category:\n{}", arrow::util::pretty::pretty_format_batches(&report.by_category)?);
+        }
+        LabelsCommand::Audit(args) => {
+            let mut job = ImageAuditJob::new(&args.products, &args.findings)
+                .with_id_column(&args.id_column)
+                .with_min_size(args.min_size);
+            if let Some(column) = &args.image_column {
+                job = job.with_image_column(column);
+            }
+            if let Some(root) = &args.image_root {
+                job = job.with_image_root(root);
+            }
+            if let Some(location) = &args.clean_snapshot {
+                job = job.with_clean_snapshot(location);
+            }
+            let report = job.execute().await?;
+            println!("{} products: {} images fine; findings written to {}", report.rows, report.ok, args.findings);
+            for (problem, rows) in &report.problems {
+                println!("  {problem}: {rows}");
+            }
+            if let (Some(location), Some(rows)) = (&args.clean_snapshot, report.clean_rows) {
+                println!("{rows} products without findings written to {location}");
+            }
         }
     }
     Ok(())

@@ -253,3 +253,66 @@ async fn consensus_of_three_labellers_keeps_every_product_somewhere() {
         "{by_category}"
     );
 }
+
+#[tokio::test]
+async fn image_audit_finds_every_planted_fault() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let good = std::fs::read(crate::common::sample_image(crate::common::GOOD_IMAGE)).unwrap();
+    let other = std::fs::read(crate::common::sample_image("10102.jpg")).unwrap();
+    std::fs::write(images.join("good.jpg"), &good).unwrap();
+    std::fs::write(images.join("other.jpg"), &other).unwrap();
+    std::fs::write(images.join("copy.jpg"), &good).unwrap();
+    std::fs::write(images.join("truncated.jpg"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(images.join("empty.jpg"), b"").unwrap();
+    std::fs::write(images.join("notes.txt"), b"not an image").unwrap();
+    let mut tiny = Vec::new();
+    image::DynamicImage::new_rgb8(8, 8)
+        .write_to(&mut std::io::Cursor::new(&mut tiny), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(images.join("tiny.png"), &tiny).unwrap();
+    let rows: [(&str, Option<&str>); 9] = [
+        ("good", Some("good.jpg")),
+        ("other", Some("other.jpg")),
+        ("copy", Some("copy.jpg")),
+        ("truncated", Some("truncated.jpg")),
+        ("empty", Some("empty.jpg")),
+        ("not_an_image", Some("notes.txt")),
+        ("tiny", Some("tiny.png")),
+        ("missing", Some("gone.jpg")),
+        ("no_image", None),
+    ];
+    let batch = RecordBatch::try_from_iter([
+        ("product_id", Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.0))) as ArrayRef),
+        ("image_uri", Arc::new(StringArray::from_iter(rows.iter().map(|row| row.1))) as ArrayRef),
+    ])
+    .unwrap();
+    let products = dir.path().join("products").display().to_string();
+    lakecat::delta::write_table(&products, vec![batch], deltalake::protocol::SaveMode::ErrorIfExists).await.unwrap();
+
+    let (findings, clean) = (dir.path().join("findings"), dir.path().join("clean"));
+    let report = lakecat::jobs::ImageAuditJob::new(&products, findings.display().to_string())
+        .with_image_root(&images)
+        .with_clean_snapshot(clean.display().to_string())
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!((report.rows, report.ok, report.clean_rows), (9, 2, Some(2)));
+    assert_eq!(
+        lines(&findings, "SELECT concat(product_id, ' ', problem, ': ', detail) FROM t ORDER BY product_id").await,
+        [
+            "copy duplicate: same image bytes as product good".to_string(),
+            "empty undecodable: image is empty (0 bytes)".to_string(),
+            "missing missing: fetch: gone.jpg: no such file (".to_string() + &images.join("gone.jpg").display().to_string() + ")",
+            "no_image missing: no image (NULL)".to_string(),
+            "not_an_image undecodable: bytes are not a supported image (JPEG, PNG, WebP, GIF, BMP, TIFF); they start with 6e 6f 74 20 61 6e 20 69".to_string(),
+            "tiny too_small: 8x8, under 32x32".to_string(),
+            "truncated undecodable: truncated JPEG (the file ends before the image data does)".to_string(),
+        ]
+    );
+    assert_eq!(lines(&clean, "SELECT product_id FROM t ORDER BY product_id").await, ["good", "other"]);
+}
