@@ -15,6 +15,8 @@ pub struct SessionBuilder {
     tables: Vec<(String, String, Option<u64>)>,
     models: Vec<(String, PathBuf)>,
     settings: Vec<(String, String)>,
+    taxonomy_store: Option<String>,
+    migration_rules: Vec<(String, String, lakecat_udfs::taxonomy_versions::Rules)>,
     batch_size: Option<usize>,
     device: Device,
 }
@@ -57,6 +59,24 @@ impl SessionBuilder {
         self
     }
 
+    /// Loads every taxonomy version stored at `location` (a `lakecat taxonomy` store) for
+    /// `taxonomy_migrate` and `taxonomy_id`.
+    pub fn with_taxonomy_store(mut self, location: impl Into<String>) -> Self {
+        self.taxonomy_store = Some(location.into());
+        self
+    }
+
+    /// Migration rules (old path, new path) from version `from` to `to`.
+    pub fn with_migration_rules(
+        mut self,
+        from: impl Into<String>,
+        to: impl Into<String>,
+        rules: lakecat_udfs::taxonomy_versions::Rules,
+    ) -> Self {
+        self.migration_rules.push((from.into(), to.into(), rules));
+        self
+    }
+
     /// A session setting, as `SET key = value` would set it (e.g. `lakecat.fetch_timeout_secs`,
     /// `datafusion.execution.target_partitions`); checked when the session is built.
     pub fn with_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -81,6 +101,17 @@ impl SessionBuilder {
         }
         let models = Arc::new(registry);
         lakecat_udfs::register_all(&ctx, models.clone());
+        let mut versions = lakecat_udfs::TaxonomyVersions::new();
+        if let Some(location) = &self.taxonomy_store {
+            let store = crate::jobs::TaxonomyStore::new(location);
+            for version in store.versions().await? {
+                versions = versions.with_version(store.load(&version).await?);
+            }
+        }
+        for (from, to, rules) in self.migration_rules {
+            versions = versions.with_rules(from, to, rules);
+        }
+        lakecat_udfs::register_taxonomy_functions(&ctx, Arc::new(versions));
         let session = LakecatSession { ctx, models };
         for (name, location, version) in &self.tables {
             session.register_table(name, &delta::open_table(location, *version).await?).await?;

@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod error;
+pub mod migration;
 pub mod onnx;
 pub mod preprocess;
 pub mod prune;
@@ -14,6 +15,7 @@ pub mod text;
 
 pub use bundle::{Bundle, BundleBuilder, Manifest, ModelInputs, TrainingSource};
 pub use error::{Error, Result};
+pub use migration::{Migrated, Migration};
 pub use preprocess::{ImageError, ImagePreprocessor, ImageSpec};
 pub use prune::{PruneAction, PruneRow, Pruned, Pruner, SmallCategories};
 pub use taxonomy::{Node, Taxonomy};

@@ -95,6 +95,26 @@ impl TaxonomyFormat {
     }
 }
 
+/// Category mapping rules, one `OLD PATH => NEW PATH` per line (`#` starts a comment): what
+/// `lakecat taxonomy prune --merge` and migration rules files hold.
+pub fn parse_rules(text: &str) -> Result<Vec<(Vec<String>, Vec<String>)>> {
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.split('#').next().unwrap_or_default().trim()))
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(number, line)| {
+            let (from, into) = line.split_once("=>").ok_or_else(|| {
+                Error::Taxonomy(format!("rule line {number}: expected `OLD PATH => NEW PATH`, got {line:?}"))
+            })?;
+            let (from, into) = (split_path(from), split_path(into));
+            if from.is_empty() || into.is_empty() {
+                return Err(Error::Taxonomy(format!("rule line {number}: a side is empty: {line:?}")));
+            }
+            Ok((from, into))
+        })
+        .collect()
+}
+
 /// A CSV cell as a path: surrounding quotes and Flipkart's `["…"]` wrapping removed.
 fn unquote(line: &str) -> &str {
     let line = line.trim();
@@ -186,6 +206,15 @@ mod tests {
         assert!(no_id.to_string().contains("line 1: expected `ID - Category"), "{no_id}");
         let no_version = TaxonomyFormat::Google.parse("1 - A\n", None).unwrap_err();
         assert!(no_version.to_string().contains("--name"), "{no_version}");
+    }
+
+    #[test]
+    fn rules_files() {
+        let rules = parse_rules("# renames\nApparel > Topwear => Clothing > Tops\n\nA >> B => C # merged\n").unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1], (vec!["A".to_string(), "B".to_string()], vec!["C".to_string()]));
+        let bad = parse_rules("A > B\n").unwrap_err();
+        assert!(bad.to_string().contains("rule line 1: expected `OLD PATH => NEW PATH`"), "{bad}");
     }
 
     #[test]

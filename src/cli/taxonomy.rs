@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use lakecat::jobs::{PruneJob, TaxonomyStore};
-use lakecat_core::taxonomy::split_path;
+use lakecat_core::taxonomy_formats::parse_rules;
 use lakecat_core::{Pruner, SmallCategories, TaxonomyFormat};
 
 /// Taxonomy versions: import, export, list, and prune to what the labels can train.
@@ -30,6 +30,46 @@ enum TaxonomyCommand {
     Export(ExportArgs),
     List(ListArgs),
     Prune(PruneArgs),
+    Migrate(MigrateArgs),
+}
+
+/// Move labels or predictions from one stored taxonomy version to another, without re-scoring.
+///
+/// Each category goes to the category with the same path in the new version, or where the
+/// rules file says (`OLD PATH => NEW PATH` per line: renames, merges; one old path listed with
+/// two new ones is a split). Rules on a category carry its subcategories along. The output has
+/// every input column plus migrated_category_id, migrated_category and migration_status
+/// ('mapped', 'split into A | B', 'unmapped: …', 'not a category of <from>'): nothing is
+/// guessed, every row is kept.
+///
+/// Examples:
+///
+///   lakecat taxonomy migrate --table lake/labels --path-column category --from v1 --to v2 --rules v1-to-v2.rules --output lake/labels_v2
+///   lakecat taxonomy migrate --table lake/predictions --id-column category_id --from v1 --to v2 --output lake/predictions_v2
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+struct MigrateArgs {
+    /// The Delta table to migrate.
+    #[arg(long)]
+    table: String,
+    /// Its column of category paths (labels).
+    #[arg(long, conflicts_with = "id_column", required_unless_present = "id_column")]
+    path_column: Option<String>,
+    /// Its column of category ids of --from (predictions).
+    #[arg(long)]
+    id_column: Option<String>,
+    #[arg(long)]
+    from: String,
+    #[arg(long)]
+    to: String,
+    /// Rules file, `OLD PATH => NEW PATH` per line.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Where the migrated table goes (replaced).
+    #[arg(long)]
+    output: String,
+    #[arg(long, default_value = "lake/taxonomies")]
+    store: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -159,6 +199,7 @@ pub async fn run(args: TaxonomyArgs) -> anyhow::Result<()> {
             }
         }
         TaxonomyCommand::Prune(args) => prune(args).await?,
+        TaxonomyCommand::Migrate(args) => migrate(args).await?,
     }
     Ok(())
 }
@@ -169,13 +210,8 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     } else {
         SmallCategories::MergeIntoParent
     });
-    for rule in &args.merges {
-        let Some((from, into)) = rule.split_once("=>") else {
-            bail!(
-                "--merge {rule:?}: expected \"FROM PATH => INTO PATH\", e.g. \"Footwear > Sandal => Footwear > Shoes\""
-            );
-        };
-        pruner = pruner.with_merge(split_path(from), split_path(into));
+    for (from, into) in parse_rules(&args.merges.join("\n"))? {
+        pruner = pruner.with_merge(from, into);
     }
     let version = args.name.clone().unwrap_or_else(|| format!("pruned-min{}", args.min_count));
     let store = TaxonomyStore::new(&args.store);
@@ -202,5 +238,62 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     if args.name.is_some() {
         println!("stored the pruned taxonomy as version {version:?} in {}", args.store);
     }
+    Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let rules = match &args.rules {
+        Some(path) => {
+            parse_rules(&std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)?
+        }
+        None => Vec::new(),
+    };
+    let session = lakecat::SessionBuilder::new()
+        .with_table("input", &args.table)
+        .with_taxonomy_store(&args.store)
+        .with_migration_rules(&args.from, &args.to, rules)
+        .build()
+        .await?;
+    let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let (from, to) = (literal(&args.from), literal(&args.to));
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let (old_id, known) = match (&args.path_column, &args.id_column) {
+        (Some(column), _) => {
+            let id = format!("taxonomy_id(CAST({} AS VARCHAR), {from})", quote(column));
+            (id.clone(), format!("{} IS NULL OR {id} IS NOT NULL", quote(column)))
+        }
+        (None, Some(column)) => (format!("CAST({} AS BIGINT)", quote(column)), "true".to_string()),
+        (None, None) => anyhow::bail!("say which column holds the categories: --path-column or --id-column"),
+    };
+    // A table migrated before carries the columns this adds: they are replaced.
+    let input_schema = session.ctx.table("input").await?.schema().as_arrow().clone();
+    let mut replaced = vec!["lakecat_migrated", "lakecat_known"];
+    replaced.extend(
+        ["migrated_category_id", "migrated_category", "migration_status"]
+            .into_iter()
+            .filter(|name| input_schema.field_with_name(name).is_ok()),
+    );
+    let replaced = replaced.join(", ");
+    let sql = format!(
+        "SELECT * EXCLUDE ({replaced}), \
+                lakecat_migrated['category_id'] AS migrated_category_id, \
+                array_to_string(lakecat_migrated['path'], ' > ') AS migrated_category, \
+                CASE WHEN lakecat_known THEN lakecat_migrated['status'] ELSE concat('not a category of ', {from}) END AS migration_status \
+         FROM (SELECT *, taxonomy_migrate({old_id}, {from}, {to}) AS lakecat_migrated, {known} AS lakecat_known FROM input)"
+    );
+    let frame = session.ctx.sql(&sql).await?;
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let all = arrow::compute::concat_batches(&schema, &batches)?;
+    lakecat::delta::write_table(&args.output, vec![all.clone()], deltalake::protocol::SaveMode::Overwrite).await?;
+    session.ctx.register_batch("migrated", all)?;
+    let summary = session
+        .ctx
+        .sql("SELECT coalesce(regexp_replace(migration_status, ':.*', ''), 'no category') AS status, count(*) AS rows FROM migrated GROUP BY 1 ORDER BY 2 DESC")
+        .await?
+        .collect()
+        .await?;
+    println!("migrated {} from {:?} to {:?} into {}:", args.table, args.from, args.to, args.output);
+    println!("{}", arrow::util::pretty::pretty_format_batches(&summary)?);
     Ok(())
 }

@@ -29,8 +29,13 @@ impl TaxonomyStore {
         self.location.contains("://") || std::path::Path::new(&self.location).join("_delta_log").is_dir()
     }
 
+    /// A plain DataFusion session over the store (no lakecat functions: sessions load stores).
     async fn session(&self) -> Result<SessionContext> {
-        Ok(SessionBuilder::new().with_table("taxonomies", &self.location).build().await?.ctx)
+        let ctx = SessionContext::new();
+        let table = delta::open_table(&self.location, None).await?;
+        table.update_datafusion_session(&ctx.state()).map_err(|source| Error::delta(&self.location, source))?;
+        ctx.register_table("taxonomies", table.table_provider().await?)?;
+        Ok(ctx)
     }
 
     /// Stored versions, oldest first.

@@ -25,6 +25,8 @@ pub struct Fixture {
     pub empty: String,
     /// Image locations: relative, absolute, file://, missing, refused (scheme, http, outside the root).
     pub image_uris: String,
+    /// Taxonomy versions: v1 (the sample's categories) and v2 (renamed, with a split).
+    pub taxonomies: String,
     /// Baseline bundle on text and images (the session's default model).
     pub baseline: PathBuf,
     /// Baseline bundle on text only.
@@ -66,6 +68,8 @@ pub async fn session() -> LakecatSession {
         .with_model("baseline", &fixture.baseline)
         .with_model("text_only", &fixture.text_only)
         .with_batch_size(16)
+        .with_taxonomy_store(&fixture.taxonomies)
+        .with_migration_rules("v1", "v2", migration_rules())
         .build()
         .await
         .expect("the fixture session")
@@ -85,6 +89,7 @@ async fn build() -> lakecat::Result<Fixture> {
         bad_images: table("bad_images"),
         image_uris: table("image_uris"),
         empty: table("empty_products"),
+        taxonomies: table("taxonomies"),
         baseline: root.join("models/baseline"),
         text_only: root.join("models/text_only"),
         root,
@@ -103,6 +108,7 @@ async fn build() -> lakecat::Result<Fixture> {
         .execute()
         .await?;
     write_bad_images(&fixture.bad_images, &fixture.empty).await?;
+    write_taxonomies(&fixture.products, &fixture.taxonomies).await?;
     write_image_uris(&fixture.image_uris).await?;
     Ok(fixture)
 }
@@ -208,5 +214,39 @@ async fn write_image_uris(location: &str) -> lakecat::Result<()> {
         ],
     )?;
     lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
+    Ok(())
+}
+
+/// v1 → v2: Apparel is now Clothing (Topwear: Tops), and Sandal > Sandals split in two.
+pub const MIGRATION_RULES: &str = "Apparel => Clothing\n\
+    Apparel > Topwear => Clothing > Tops\n\
+    Footwear > Sandal > Sandals => Footwear > Sandals > Flat Sandals\n\
+    Footwear > Sandal > Sandals => Footwear > Sandals > Slides\n";
+
+pub fn migration_rules() -> Vec<(Vec<String>, Vec<String>)> {
+    lakecat_core::taxonomy_formats::parse_rules(MIGRATION_RULES).expect("rules parse")
+}
+
+/// v1: the categories of the products table; v2: v1 renamed and split as the rules say.
+async fn write_taxonomies(products: &str, location: &str) -> lakecat::Result<()> {
+    use arrow::array::AsArray;
+    let session = SessionBuilder::new().with_table("products", products).build().await?;
+    let batches = session.ctx.sql("SELECT DISTINCT CAST(category AS VARCHAR) FROM products").await?.collect().await?;
+    let mut paths: Vec<String> = Vec::new();
+    for batch in &batches {
+        let column = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        paths.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
+    }
+    let v1 = lakecat_core::TaxonomyFormat::Paths.parse(&paths.join("\n"), Some("v1"))?;
+    let renamed: Vec<String> = paths
+        .iter()
+        .filter(|path| !path.starts_with("Footwear > Sandal >"))
+        .map(|path| path.replace("Apparel > Topwear", "Clothing > Tops").replace("Apparel", "Clothing"))
+        .chain(["Footwear > Sandals > Flat Sandals".to_string(), "Footwear > Sandals > Slides".to_string()])
+        .collect();
+    let v2 = lakecat_core::TaxonomyFormat::Paths.parse(&renamed.join("\n"), Some("v2"))?;
+    let store = lakecat::jobs::TaxonomyStore::new(location);
+    store.save(&v1).await?;
+    store.save(&v2).await?;
     Ok(())
 }

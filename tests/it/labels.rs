@@ -316,3 +316,70 @@ async fn image_audit_finds_every_planted_fault() {
     );
     assert_eq!(lines(&clean, "SELECT product_id FROM t ORDER BY product_id").await, ["good", "other"]);
 }
+
+fn lakecat(args: &[&str]) -> String {
+    let output =
+        std::process::Command::new(env!("CARGO_BIN_EXE_lakecat")).args(args).current_dir(repo_root()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "lakecat {args:?}: {text}");
+    text
+}
+
+#[tokio::test]
+async fn labels_migrate_to_a_new_taxonomy_and_back() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("v1-to-v2.rules"), crate::common::MIGRATION_RULES).unwrap();
+    std::fs::write(path("v2-to-v1.rules"), "Clothing => Apparel\nClothing > Tops => Apparel > Topwear\n").unwrap();
+    let store = fixture.taxonomies.as_str();
+    let forward = lakecat(&[
+        "taxonomy",
+        "migrate",
+        "--table",
+        &fixture.products,
+        "--path-column",
+        "category",
+        "--from",
+        "v1",
+        "--to",
+        "v2",
+        "--rules",
+        &path("v1-to-v2.rules"),
+        "--output",
+        &path("labels_v2"),
+        "--store",
+        store,
+    ]);
+    assert!(forward.contains("| mapped ") && forward.contains("| 225 ") && forward.contains("| 14 "), "{forward}");
+    lakecat(&[
+        "taxonomy",
+        "migrate",
+        "--table",
+        &path("labels_v2"),
+        "--path-column",
+        "migrated_category",
+        "--from",
+        "v2",
+        "--to",
+        "v1",
+        "--rules",
+        &path("v2-to-v1.rules"),
+        "--output",
+        &path("labels_back"),
+        "--store",
+        store,
+    ]);
+    let labels_back = Path::new(&dir.path().join("labels_back")).to_path_buf();
+    // Every label that had one place in v2 comes back to where it was; the split ones say so.
+    assert_eq!(
+        lines(
+            &labels_back,
+            "SELECT concat(coalesce(CAST(category = migrated_category AS VARCHAR), 'n/a'), ' ', coalesce(migration_status, 'no label')) \
+             AS outcome FROM t GROUP BY 1 ORDER BY 1"
+        )
+        .await,
+        ["n/a no label", "true mapped"]
+    );
+    assert_eq!(lines(&labels_back, "SELECT count(*) FROM t WHERE migrated_category IS NULL").await, ["14"]);
+}

@@ -14,6 +14,10 @@ pub enum Error {
         "no model is loaded: start the session with `--model PATH` (a bundle directory written by `lakecat train`)"
     )]
     NoModel,
+    #[error(
+        "no taxonomy version {version:?} is loaded (loaded: {known}); start the session with `--taxonomies STORE` (a `lakecat taxonomy` store)"
+    )]
+    UnknownTaxonomy { version: String, known: String },
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 }

@@ -21,7 +21,10 @@ mod model_arg;
 pub mod prediction;
 pub mod registry;
 pub mod runtime;
+pub mod taxonomy_id;
+pub mod taxonomy_migrate;
 pub mod taxonomy_table;
+pub mod taxonomy_versions;
 
 use std::sync::Arc;
 
@@ -33,6 +36,7 @@ use datafusion::prelude::SessionContext;
 pub use engine::{Device, Engine, EngineBuilder};
 pub use error::{Error, Result};
 pub use registry::ModelRegistry;
+pub use taxonomy_versions::TaxonomyVersions;
 
 /// Registers `categorize`, `category_path`, `category_level`, `content_hash` and the `taxonomy`
 /// table function for the models in `models`.
@@ -42,6 +46,12 @@ pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
     ctx.register_udf(ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())));
     ctx.register_udtf("taxonomy", Arc::new(taxonomy_table::TaxonomyFunction::new(models)));
+}
+
+/// Registers `taxonomy_migrate` and `taxonomy_id` over the taxonomy versions in `versions`.
+pub fn register_taxonomy_functions(ctx: &SessionContext, versions: Arc<TaxonomyVersions>) {
+    ctx.register_udf(ScalarUDF::new_from_impl(taxonomy_migrate::TaxonomyMigrateUdf::new(versions.clone())));
+    ctx.register_udf(ScalarUDF::new_from_impl(taxonomy_id::TaxonomyIdUdf::new(versions)));
 }
 
 pub(crate) fn doc_section() -> DocSection {

@@ -46,35 +46,43 @@ impl ModelRegistry {
     }
 }
 
-/// The registry as the functions hold it: shared, and compared by identity (DataFusion needs
-/// its functions to be `Eq + Hash`; two functions are the same when they score with the same
-/// registry).
-#[derive(Debug, Clone)]
-pub struct SharedModels(Arc<ModelRegistry>);
+/// Shared state as the functions hold it: compared by identity (DataFusion needs its functions
+/// to be `Eq + Hash`; two functions are the same when they use the same registry).
+#[derive(Debug)]
+pub struct Shared<T>(Arc<T>);
 
-impl SharedModels {
-    pub fn new(models: Arc<ModelRegistry>) -> Self {
-        Self(models)
+impl<T> Shared<T> {
+    pub fn new(inner: Arc<T>) -> Self {
+        Self(inner)
     }
 }
 
-impl std::ops::Deref for SharedModels {
-    type Target = ModelRegistry;
-    fn deref(&self) -> &ModelRegistry {
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         &self.0
     }
 }
 
-impl PartialEq for SharedModels {
+impl<T> PartialEq for Shared<T> {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-impl Eq for SharedModels {}
+impl<T> Eq for Shared<T> {}
 
-impl std::hash::Hash for SharedModels {
+impl<T> std::hash::Hash for Shared<T> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         Arc::as_ptr(&self.0).hash(state);
     }
 }
+
+/// The model registry as the scoring functions hold it.
+pub type SharedModels = Shared<ModelRegistry>;
