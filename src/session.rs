@@ -104,7 +104,13 @@ impl SessionBuilder {
         let mut versions = lakecat_udfs::TaxonomyVersions::new();
         if let Some(location) = &self.taxonomy_store {
             let store = crate::jobs::TaxonomyStore::new(location);
-            for version in store.versions().await? {
+            let stored = store.versions().await?;
+            if stored.is_empty() {
+                return Err(crate::Error::Input(format!(
+                    "{location} holds no taxonomy versions; add one with `lakecat taxonomy import`"
+                )));
+            }
+            for version in stored {
                 versions = versions.with_version(store.load(&version).await?);
             }
         }

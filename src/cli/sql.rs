@@ -18,7 +18,9 @@ use super::{DeviceArg, WriteMode};
 /// Functions: categorize([model,] image, title, description) returns a struct with
 /// category_id, category, path, level_1 … level_k, confidence, top_k, confident_category_id,
 /// confident_path, model and error; taxonomy([model]) lists every category;
-/// category_path([model,] id) and category_level([model,] id, level) look ids up.
+/// category_path([model,] id) and category_level([model,] id, level) look ids up;
+/// content_hash(image, title, description) fingerprints inputs; with --taxonomies,
+/// taxonomy_id(path, 'version') and taxonomy_migrate(id, 'from', 'to') map between versions.
 /// `SELECT routine_name, syntax_example, description FROM information_schema.routines`
 /// shows their documentation.
 ///
@@ -59,6 +61,14 @@ pub struct SqlArgs {
     /// Print at most this many rows in table format (0 = all).
     #[arg(long, default_value_t = 100)]
     max_rows: usize,
+    /// A taxonomy store (`lakecat taxonomy import`): its versions are what taxonomy_id and
+    /// taxonomy_migrate know.
+    #[arg(long, value_name = "LOCATION")]
+    taxonomies: Option<String>,
+    /// Migration rules between two stored versions, FROM:TO=FILE (`OLD PATH => NEW PATH` per
+    /// line; repeatable). Without rules, versions map by identical path.
+    #[arg(long = "rules", value_name = "FROM:TO=FILE", requires = "taxonomies")]
+    rules: Vec<String>,
     /// Write the last statement's result to this Delta table instead of printing it.
     #[arg(long, value_name = "LOCATION")]
     output_table: Option<String>,
@@ -83,6 +93,19 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     for model in &args.models {
         let (name, path) = parse_model(model)?;
         builder = builder.with_model(name, path);
+    }
+    if let Some(store) = &args.taxonomies {
+        builder = builder.with_taxonomy_store(store);
+    }
+    for spec in &args.rules {
+        let Some((versions, file)) = spec.split_once('=') else {
+            bail!("--rules {spec:?}: expected FROM:TO=FILE");
+        };
+        let Some((from, to)) = versions.split_once(':') else {
+            bail!("--rules {spec:?}: expected FROM:TO=FILE, e.g. v1:v2=v1-to-v2.rules");
+        };
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+        builder = builder.with_migration_rules(from, to, lakecat_core::taxonomy_formats::parse_rules(&text)?);
     }
     let session = builder.build().await?;
     for name in session.models.names() {

@@ -169,7 +169,8 @@ impl ImageAuditJob {
                 })
                 .collect();
             for (row, (finding, hash)) in verdicts.into_iter().enumerate() {
-                let id = batch_ids.is_valid(row).then(|| batch_ids.value(row).to_string()).unwrap_or_default();
+                // A product without an id is still audited; its findings carry an empty id.
+                let id = if batch_ids.is_valid(row) { batch_ids.value(row).to_string() } else { String::new() };
                 let finding = finding.or_else(|| {
                     let hash = hash?;
                     match first_with_hash.get(&hash) {

@@ -23,11 +23,20 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn help_teaches_the_subcommands() {
     let help = stdout(&lakecat(&["--help"]));
-    for command in ["demo", "import", "sql", "refresh"] {
+    for command in ["demo", "import", "sql", "refresh", "taxonomy", "labels"] {
         assert!(help.contains(command), "{help}");
     }
     let sql = stdout(&lakecat(&["sql", "--help"]));
     assert!(sql.contains("categorize([model,] image, title, description)") && sql.contains("SET lakecat."), "{sql}");
+    for (command, teaches) in [
+        (&["taxonomy", "prune", "--help"][..], "--min-count"),
+        (&["taxonomy", "migrate", "--help"][..], "OLD PATH => NEW PATH"),
+        (&["labels", "consensus", "--help"][..], "--min-agree"),
+        (&["labels", "audit", "--help"][..], "--clean-snapshot"),
+    ] {
+        let help = stdout(&lakecat(command));
+        assert!(help.contains(teaches), "{command:?}: {help}");
+    }
     let refresh = stdout(&lakecat(&["refresh", "--help"]));
     assert!(refresh.contains("--chunk-rows") && refresh.contains("lakecat-refresh"), "{refresh}");
     let import = stdout(&lakecat(&["import", "--help"]));
