@@ -10,11 +10,12 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 
+use lakecat_udfs::consensus_table::consensus_query;
+
 use crate::jobs::TaxonomyStore;
 use crate::{Error, Result, SessionBuilder, delta};
 
 const BALLOTS_SQL: &str = include_str!("../../sql/labels/ballots.sql");
-const CONSENSUS_SQL: &str = include_str!("../../sql/labels/consensus.sql");
 const BY_LABELLER_SQL: &str = include_str!("../../sql/labels/agreement_by_labeller.sql");
 const BY_CATEGORY_SQL: &str = include_str!("../../sql/labels/agreement_by_category.sql");
 
@@ -85,8 +86,7 @@ impl ConsensusJob {
         let ctx = &session.ctx;
         self.create_votes_view(ctx).await?;
         ctx.sql(&format!("CREATE VIEW ballots AS {BALLOTS_SQL}")).await?.collect().await?;
-        let decisions =
-            ctx.sql(&CONSENSUS_SQL.replace(":min_agree", &self.min_agree.to_string())).await?.collect().await?;
+        let decisions = ctx.sql(&consensus_query("SELECT * FROM votes", self.min_agree)).await?.collect().await?;
         let products: usize = decisions.iter().map(RecordBatch::num_rows).sum();
         if products == 0 {
             return Err(Error::Input(format!("{}: the labels table has no rows", self.labels)));

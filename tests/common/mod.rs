@@ -25,6 +25,8 @@ pub struct Fixture {
     pub empty: String,
     /// Image locations: relative, absolute, file://, missing, refused (scheme, http, outside the root).
     pub image_uris: String,
+    /// Three labellers' labels of a few products (consensus cases).
+    pub labels: String,
     /// Taxonomy versions: v1 (the sample's categories) and v2 (renamed, with a split).
     pub taxonomies: String,
     /// Baseline bundle on text and images (the session's default model).
@@ -65,6 +67,7 @@ pub async fn session() -> LakecatSession {
         .with_table("bad_images", &fixture.bad_images)
         .with_table("image_uris", &fixture.image_uris)
         .with_table("empty_products", &fixture.empty)
+        .with_table("labels", &fixture.labels)
         .with_model("baseline", &fixture.baseline)
         .with_model("text_only", &fixture.text_only)
         .with_batch_size(16)
@@ -90,6 +93,7 @@ async fn build() -> lakecat::Result<Fixture> {
         image_uris: table("image_uris"),
         empty: table("empty_products"),
         taxonomies: table("taxonomies"),
+        labels: table("labels"),
         baseline: root.join("models/baseline"),
         text_only: root.join("models/text_only"),
         root,
@@ -109,6 +113,7 @@ async fn build() -> lakecat::Result<Fixture> {
         .await?;
     write_bad_images(&fixture.bad_images, &fixture.empty).await?;
     write_taxonomies(&fixture.products, &fixture.taxonomies).await?;
+    write_labels(&fixture.labels).await?;
     write_image_uris(&fixture.image_uris).await?;
     Ok(fixture)
 }
@@ -248,5 +253,32 @@ async fn write_taxonomies(products: &str, location: &str) -> lakecat::Result<()>
     let store = lakecat::jobs::TaxonomyStore::new(location);
     store.save(&v1).await?;
     store.save(&v2).await?;
+    Ok(())
+}
+
+/// (product_id, labeller_id, category, labelled_at hour) for the consensus tests in SQL.
+async fn write_labels(location: &str) -> lakecat::Result<()> {
+    use arrow::array::{ArrayRef, Int64Array};
+    let (shirts, tees) = (Some("Apparel > Topwear > Shirts"), Some("Apparel > Topwear > Tshirts"));
+    let rows: [(&str, &str, Option<&str>, i64); 11] = [
+        ("agreed", "ann", shirts, 1),
+        ("agreed", "bob", shirts, 1),
+        ("agreed", "cem", tees, 1),
+        ("split", "ann", shirts, 1),
+        ("split", "bob", tees, 1),
+        ("split", "cem", None, 1),
+        ("changed_mind", "ann", shirts, 1),
+        ("changed_mind", "ann", tees, 2),
+        ("changed_mind", "bob", tees, 1),
+        ("changed_mind", "cem", shirts, 1),
+        ("nobody", "ann", None, 1),
+    ];
+    let batch = RecordBatch::try_from_iter([
+        ("product_id", Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.0))) as ArrayRef),
+        ("labeller_id", Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.1))) as ArrayRef),
+        ("category", Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))) as ArrayRef),
+        ("labelled_at", Arc::new(Int64Array::from_iter_values(rows.iter().map(|row| row.3))) as ArrayRef),
+    ])?;
+    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod categorize;
 pub mod category_level;
 pub mod category_path;
 pub mod config;
+pub mod consensus_table;
 pub mod content_hash;
 pub mod engine;
 pub mod error;
@@ -39,13 +40,14 @@ pub use registry::ModelRegistry;
 pub use taxonomy_versions::TaxonomyVersions;
 
 /// Registers `categorize`, `category_path`, `category_level`, `content_hash` and the `taxonomy`
-/// table function for the models in `models`.
+/// and `consensus` table functions for the models in `models`.
 pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
     ctx.register_udf(ScalarUDF::new_from_impl(content_hash::ContentHashUdf::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(categorize::CategorizeUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())));
     ctx.register_udtf("taxonomy", Arc::new(taxonomy_table::TaxonomyFunction::new(models)));
+    ctx.register_udtf("consensus", Arc::new(consensus_table::ConsensusFunction));
 }
 
 /// Registers `taxonomy_migrate` and `taxonomy_id` over the taxonomy versions in `versions`.
