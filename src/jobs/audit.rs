@@ -18,6 +18,7 @@ use lakecat_udfs::config::LakecatOptions;
 use lakecat_udfs::fetch::{FetchSettings, ImageFetcher};
 use rayon::prelude::*;
 
+use crate::jobs::{image_column, quote, require_columns};
 use crate::progress::Progress;
 use crate::{Error, Result, SessionBuilder, delta};
 
@@ -99,25 +100,12 @@ impl ImageAuditJob {
         let session = SessionBuilder::new().with_table("products", &self.products).build().await?;
         let ctx = &session.ctx;
         let schema = ctx.table("products").await?.schema().as_arrow().clone();
-        let image_column = match &self.image_column {
-            Some(column) => column.clone(),
-            None => ["image", "image_uri"]
-                .into_iter()
-                .find(|name| schema.field_with_name(name).is_ok())
-                .unwrap_or("image")
-                .to_string(),
-        };
-        for name in [&self.id_column, &image_column] {
-            if schema.field_with_name(name).is_err() {
-                let columns: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
-                return Err(Error::Input(format!(
-                    "{}: no column {name:?} (columns: {})",
-                    self.products,
-                    columns.join(", ")
-                )));
-            }
-        }
-        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let image_column = image_column(&schema, self.image_column.as_deref());
+        require_columns(
+            &schema,
+            &self.products,
+            &[("id", &self.id_column, "--id-column"), ("image", &image_column, "--image-column")],
+        )?;
         let total = ctx.table("products").await?.count().await? as u64;
         let mut stream = ctx
             .sql(&format!(

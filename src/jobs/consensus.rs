@@ -12,7 +12,7 @@ use deltalake::protocol::SaveMode;
 
 use lakecat_udfs::consensus_table::consensus_query;
 
-use crate::jobs::TaxonomyStore;
+use crate::jobs::{TaxonomyStore, quote, require_columns};
 use crate::{Error, Result, SessionBuilder, delta};
 
 const BALLOTS_SQL: &str = include_str!("../../sql/labels/ballots.sql");
@@ -123,18 +123,16 @@ impl ConsensusJob {
     /// `votes`: the labels with lakecat's column names and `known`.
     async fn create_votes_view(&self, ctx: &SessionContext) -> Result<()> {
         let schema = ctx.table("labels").await?.schema().as_arrow().clone();
-        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
         let [product, labeller, category, time] = &self.columns;
-        for (role, name) in [("product id", product), ("labeller id", labeller), ("category", category)] {
-            if schema.field_with_name(name).is_err() {
-                let columns: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
-                return Err(Error::Input(format!(
-                    "{}: no {role} column {name:?} (columns: {})",
-                    self.labels,
-                    columns.join(", ")
-                )));
-            }
-        }
+        require_columns(
+            &schema,
+            &self.labels,
+            &[
+                ("product id", product, "--product-column"),
+                ("labeller id", labeller, "--labeller-column"),
+                ("category", category, "--category-column"),
+            ],
+        )?;
         let time = if schema.field_with_name(time).is_ok() { quote(time) } else { "NULL".to_string() };
         let (join, known) = match &self.taxonomy {
             Some((store, version)) => {

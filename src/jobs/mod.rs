@@ -14,3 +14,39 @@ pub use consensus::{ConsensusJob, ConsensusReport};
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
 pub use refresh::{RefreshJob, RefreshReport};
 pub use taxonomy::{PruneJob, PruneOutcome, TaxonomyStore};
+
+/// The image column of a products table: the one named, else `image`, else `image_uri`.
+pub(crate) fn image_column(schema: &arrow::datatypes::Schema, named: Option<&str>) -> String {
+    match named {
+        Some(column) => column.to_string(),
+        None => ["image", "image_uri"]
+            .into_iter()
+            .find(|name| schema.field_with_name(name).is_ok())
+            .unwrap_or("image")
+            .to_string(),
+    }
+}
+
+/// Checks that `table` has each (role, column); the error lists the table's columns and says
+/// which flag names the column.
+pub(crate) fn require_columns(
+    schema: &arrow::datatypes::Schema,
+    table: &str,
+    columns: &[(&str, &str, &str)],
+) -> crate::Result<()> {
+    for (role, name, flag) in columns {
+        if schema.field_with_name(name).is_err() {
+            let present: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
+            return Err(crate::Error::Input(format!(
+                "{table}: no {role} column {name:?} (columns: {}); name it with {flag}",
+                present.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Quotes an identifier for SQL.
+pub(crate) fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}

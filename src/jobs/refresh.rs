@@ -27,6 +27,7 @@ use lakecat_udfs::Device;
 use lakecat_udfs::prediction::prediction_fields;
 use serde::Serialize;
 
+use crate::jobs::{image_column, quote, require_columns};
 use crate::progress::Progress;
 use crate::{Error, LakecatSession, Result, SessionBuilder, delta};
 
@@ -249,24 +250,17 @@ impl RefreshJob {
     /// returns the type of product_id.
     async fn create_source_view(&self, ctx: &SessionContext) -> Result<DataType> {
         let schema = ctx.table("products").await?.schema().as_arrow().clone();
-        let has = |name: &str| schema.field_with_name(name).is_ok();
-        let image = match &self.image_column {
-            Some(column) => column.clone(),
-            None => ["image", "image_uri"].into_iter().find(|name| has(name)).unwrap_or("image").to_string(),
-        };
-        let columns: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
-        for (role, name) in
-            [("id", self.id_column.as_str()), ("image", &image), ("title", "title"), ("description", "description")]
-        {
-            if !has(name) {
-                return Err(Error::Input(format!(
-                    "{}: no {role} column {name:?} (columns: {}); name it with --{}-column",
-                    self.source,
-                    columns.join(", "),
-                    if role == "id" { "id" } else { "image" }
-                )));
-            }
-        }
+        let image = image_column(&schema, self.image_column.as_deref());
+        require_columns(
+            &schema,
+            &self.source,
+            &[
+                ("id", &self.id_column, "--id-column"),
+                ("image", &image, "--image-column"),
+                ("title", "title", "`lakecat import --title`"),
+                ("description", "description", "`lakecat import --description`"),
+            ],
+        )?;
         let id_type = schema.field_with_name(&self.id_column)?.data_type().clone();
         let sql = format!(
             "CREATE VIEW source AS SELECT {} AS product_id, title, description, {} AS image FROM products",
@@ -544,10 +538,6 @@ fn committed(commits: &[u64]) -> String {
         (Some(first), Some(last)) => format!("this run committed versions {first}..={last}"),
         _ => "this run committed nothing".to_string(),
     }
-}
-
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 /// Delta scans return view types; the predictions table stores the plain ones.

@@ -145,16 +145,10 @@ fn to_batch(taxonomy: &Taxonomy) -> Result<RecordBatch> {
 pub async fn label_counts(labels: &str, column: &str) -> Result<(HashMap<String, u64>, u64)> {
     let ctx = SessionBuilder::new().with_table("labels", labels).build().await?.ctx;
     let schema = ctx.table("labels").await?.schema().as_arrow().clone();
-    if schema.field_with_name(column).is_err() {
-        let columns: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
-        return Err(Error::Input(format!(
-            "{labels}: no label column {column:?} (columns: {}); name it with --label-column",
-            columns.join(", ")
-        )));
-    }
+    crate::jobs::require_columns(&schema, labels, &[("label", column, "--label-column")])?;
     let sql = format!(
-        "SELECT CAST(\"{}\" AS VARCHAR) AS label, count(*) AS n FROM labels GROUP BY 1",
-        column.replace('"', "\"\"")
+        "SELECT CAST({} AS VARCHAR) AS label, count(*) AS n FROM labels GROUP BY 1",
+        crate::jobs::quote(column)
     );
     let mut counts = HashMap::new();
     let mut unlabelled = 0;
