@@ -2,7 +2,7 @@
 //! path when the new version has it; rules say what else happened (a rename, a merge: several
 //! rules into one target; a split: one source into several targets). A rule on a category also
 //! carries its subcategories along (`A > B => C` maps `A > B > D` to `C > D` when that exists,
-//! else to `C`). Anything else is unmapped, and a split cannot be decided from the label alone:
+//! else to `C`, marked as broader). Anything else is unmapped, and a split cannot be decided from the label alone:
 //! both are reported, never guessed.
 
 use std::collections::HashMap;
@@ -14,6 +14,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Migrated {
     To(u32),
+    /// A rule moved its parent, but the new version has no category for it below the rule's
+    /// target: it lands on that broader category (or the nearest one on the way down).
+    Broader(u32),
     /// Split into these categories: the label alone cannot say which.
     Split(Vec<u32>),
     Unmapped,
@@ -57,7 +60,10 @@ impl Migration {
                         .collect();
                     let mut path: Vec<&str> = to.path(target);
                     path.extend(below);
-                    Migrated::To(to.find_path(&path).unwrap_or(target))
+                    match to.find_path(&path) {
+                        Some(found) => Migrated::To(found),
+                        None => Migrated::Broader(target),
+                    }
                 }
                 None => to.find_path(&from.path(node.id)).map_or(Migrated::Unmapped, Migrated::To),
             };
@@ -116,7 +122,13 @@ mod tests {
     fn same_paths_renames_merges_splits_and_the_unmapped() {
         let v1 = taxonomy(
             "v1",
-            &["Apparel > Topwear > Shirts", "Apparel > Topwear > Tops", "Footwear > Sandal > Sandals", "Toys"],
+            &[
+                "Apparel > Topwear > Shirts",
+                "Apparel > Topwear > Tops",
+                "Apparel > Socks",
+                "Footwear > Sandal > Sandals",
+                "Toys",
+            ],
         );
         let v2 = taxonomy(
             "v2",
@@ -143,6 +155,7 @@ mod tests {
         );
         assert_eq!(migration.migrate(old("Apparel > Topwear > Tops")), Migrated::To(new("Clothing > Upper > Blouses")));
         assert_eq!(migration.migrate(old("Footwear")), Migrated::To(new("Footwear")));
+        assert_eq!(migration.migrate(old("Apparel > Socks")), Migrated::Broader(new("Clothing")));
         assert_eq!(
             migration.migrate(old("Footwear > Sandal > Sandals")),
             Migrated::Split(vec![new("Footwear > Sandals"), new("Footwear > Slides")])

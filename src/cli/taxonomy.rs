@@ -38,9 +38,9 @@ enum TaxonomyCommand {
 /// Each category goes to the category with the same path in the new version, or where the
 /// rules file says (`OLD PATH => NEW PATH` per line: renames, merges; one old path listed with
 /// two new ones is a split). Rules on a category carry its subcategories along. The output has
-/// every input column plus migrated_category_id, migrated_category and migration_status
-/// ('mapped', 'split into A | B', 'unmapped: …', 'not a category of <from>'): nothing is
-/// guessed, every row is kept.
+/// every input column plus migrated_category_id, migrated_category, migration_status
+/// ('mapped', 'split into A | B', 'unmapped: …', 'not a category of <from>') and
+/// migrated_taxonomy_version: nothing is guessed, every row is kept.
 ///
 /// Examples:
 ///
@@ -269,7 +269,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let input_schema = session.ctx.table("input").await?.schema().as_arrow().clone();
     let mut replaced = vec!["lakecat_migrated", "lakecat_known"];
     replaced.extend(
-        ["migrated_category_id", "migrated_category", "migration_status"]
+        ["migrated_category_id", "migrated_category", "migration_status", "migrated_taxonomy_version"]
             .into_iter()
             .filter(|name| input_schema.field_with_name(name).is_ok()),
     );
@@ -278,7 +278,8 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         "SELECT * EXCLUDE ({replaced}), \
                 lakecat_migrated['category_id'] AS migrated_category_id, \
                 array_to_string(lakecat_migrated['path'], ' > ') AS migrated_category, \
-                CASE WHEN lakecat_known THEN lakecat_migrated['status'] ELSE concat('not a category of ', {from}) END AS migration_status \
+                CASE WHEN lakecat_known THEN lakecat_migrated['status'] ELSE concat('not a category of ', {from}) END AS migration_status, \
+                {to} AS migrated_taxonomy_version \
          FROM (SELECT *, taxonomy_migrate({old_id}, {from}, {to}) AS lakecat_migrated, {known} AS lakecat_known FROM input)"
     );
     let frame = session.ctx.sql(&sql).await?;

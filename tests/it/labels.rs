@@ -382,4 +382,5 @@ async fn labels_migrate_to_a_new_taxonomy_and_back() {
         ["n/a no label", "true mapped"]
     );
     assert_eq!(lines(&labels_back, "SELECT count(*) FROM t WHERE migrated_category IS NULL").await, ["14"]);
+    assert_eq!(lines(&labels_back, "SELECT DISTINCT migrated_taxonomy_version FROM t").await, ["v1"]);
 }

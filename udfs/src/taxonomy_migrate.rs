@@ -97,6 +97,11 @@ impl ScalarUDFImpl for TaxonomyMigrateUdf {
                     paths.append_value(target.path(new).into_iter().map(Some));
                     statuses.append_value("mapped");
                 }
+                Some(Migrated::Broader(new)) => {
+                    new_ids.append_value(i64::from(new));
+                    paths.append_value(target.path(new).into_iter().map(Some));
+                    statuses.append_value("mapped to a broader category");
+                }
                 Some(Migrated::Split(candidates)) => {
                     new_ids.append_null();
                     paths.append_null();
@@ -120,7 +125,7 @@ impl ScalarUDFImpl for TaxonomyMigrateUdf {
         static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
             Documentation::builder(
                 doc_section(),
-                "Where a category of one taxonomy version goes in another: the category with the same path, or what the migration rules say (renames and merges carry subcategories along). Returns struct{category_id, path, status}: status 'mapped', 'split into A | B' (not decided: category_id NULL) or 'unmapped: …'. NULL for a NULL id.",
+                "Where a category of one taxonomy version goes in another: the category with the same path, or what the migration rules say (renames and merges carry subcategories along). Returns struct{category_id, path, status}: status 'mapped', 'mapped to a broader category' (a rule moved its parent and the new version has no such subcategory), 'split into A | B' (not decided: category_id NULL) or 'unmapped: …'. NULL for a NULL id.",
                 "taxonomy_migrate(category_id, 'from_version', 'to_version')",
             )
             .with_argument("category_id", "A category id of from_version.")
