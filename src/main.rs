@@ -5,7 +5,7 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -31,16 +31,22 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core), and DataFusion,
-/// rayon and ONNX Runtime threads each freeing other threads' image buffers leave them
-/// fragmented: a 100k-row refresh peaked at 614 MiB with the default and 350 MiB with two arenas,
-/// at the same speed (benches/refresh.sh). `MALLOC_ARENA_MAX` in the environment still wins.
-fn limit_malloc_arenas() {
+/// glibc keeps freed memory for reuse, and with DataFusion, rayon and ONNX Runtime threads
+/// each freeing other threads' image and Arrow buffers its heaps fragment: peak RSS grew with
+/// the number of rows scanned although live memory did not (a 100k-row refresh: 614 MiB by
+/// default, 300 MiB with two arenas, 202 MiB with two arenas and large blocks mapped directly,
+/// at the same speed; benches/refresh.sh). So: two arenas, and blocks of 64 KiB or more (image
+/// bytes, decoded pixels, Arrow buffers) from mmap, returned to the system when freed. The
+/// usual `MALLOC_ARENA_MAX` / `MALLOC_MMAP_THRESHOLD_` environment variables still win.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    {
         // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024) };
         }
     }
 }
