@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use deltalake::protocol::SaveMode;
 use lakecat::SessionBuilder;
-use lakecat::jobs::{BaselineJob, ImportJob, Labels};
+use lakecat::jobs::{BaselineJob, ImportJob, Labels, RefreshJob};
 
 /// Build a small local lakehouse from the sample data, train a model and score it in SQL.
 ///
@@ -13,7 +13,8 @@ use lakecat::jobs::{BaselineJob, ImportJob, Labels};
 ///   2. trains the closed-form baseline model on ~80% of it (split by a hash of product_id),
 ///      from that Delta snapshot, into a model bundle;
 ///   3. scores the held-out ~20% with `categorize` in SQL and prints categories at every level
-///      with confidences, per-level accuracy, and what bad input looks like.
+///      with confidences, per-level accuracy, and what bad input looks like;
+///   4. refreshes a predictions table twice (`lakecat refresh`): the second run scores nothing.
 ///
 /// Everything is written under --dir; run it again to start over.
 #[derive(Debug, Args)]
@@ -106,6 +107,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let batches = session.ctx.sql(sql).await?.collect().await?;
         println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     }
+
+    let predictions = args.dir.join("lake/predictions").display().to_string();
+    println!("4. The scheduled refresh: every product into the predictions table {predictions}, then again");
+    for run in ["first run", "re-run  "] {
+        let report = RefreshJob::new(&table, &predictions, &bundle).execute().await?;
+        println!(
+            "   {run}: {} products, {} scored, {} unchanged, table version {}",
+            report.scanned, report.scored, report.skipped, report.target_version
+        );
+    }
+
     println!("\nNext: lakecat sql --table products={table} --model {} \"SELECT * FROM taxonomy()\"", bundle.display());
     Ok(())
 }

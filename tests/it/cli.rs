@@ -131,7 +131,14 @@ fn demo_runs_end_to_end() {
     let output = lakecat(&["demo", "--dir", &dir.path().display().to_string()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let printed = stdout(&output);
-    for expected in ["leaf_accuracy", "level_3", "decode: truncated JPEG", "input: nothing to score"] {
+    for expected in [
+        "leaf_accuracy",
+        "level_3",
+        "decode: truncated JPEG",
+        "input: nothing to score",
+        "first run: 239 products, 239 scored, 0 unchanged",
+        "re-run  : 239 products, 0 scored, 239 unchanged",
+    ] {
         assert!(printed.contains(expected), "missing {expected:?} in\n{printed}");
     }
 }
