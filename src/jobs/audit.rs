@@ -134,11 +134,11 @@ impl ImageAuditJob {
             let batch = batch?;
             let batch_ids = cast(batch.column(0), &DataType::Utf8)?;
             let batch_ids = batch_ids.as_string::<i32>();
-            let images: Vec<Result<Option<bytes::Bytes>, String>> = image_values(batch.column(1), &fetcher, &fetch)?;
+            let images = fetcher.images(batch.column(1), &fetch)?;
             let verdicts: Vec<(Option<Finding>, Option<blake3::Hash>)> = images
                 .par_iter()
                 .map(|image| match image {
-                    Err(message) => (Some(fetch_finding(message)), None),
+                    Err(error) => (Some(fetch_finding(&error.to_string())), None),
                     Ok(None) => {
                         (Some(Finding { problem: "missing", detail: "no image (NULL)".into(), size: None }), None)
                     }
@@ -221,31 +221,6 @@ impl ImageAuditJob {
             delta::write_table(location, clean, SaveMode::Overwrite).await?;
         }
         Ok(report)
-    }
-}
-
-/// The image bytes of each row: from a binary column, or fetched for locations (`Err`: why not).
-fn image_values(
-    column: &ArrayRef,
-    fetcher: &ImageFetcher,
-    settings: &FetchSettings,
-) -> Result<Vec<Result<Option<bytes::Bytes>, String>>> {
-    match column.data_type() {
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            let column = cast(column, &DataType::Binary)?;
-            let column = column.as_binary::<i32>();
-            Ok(column.iter().map(|value| Ok(value.map(bytes::Bytes::copy_from_slice))).collect())
-        }
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            let column = cast(column, &DataType::Utf8)?;
-            let uris: Vec<Option<&str>> = column.as_string::<i32>().iter().collect();
-            Ok(fetcher
-                .fetch_all(&uris, settings)
-                .into_iter()
-                .map(|fetched| fetched.transpose().map_err(|error| error.to_string()))
-                .collect())
-        }
-        other => Err(Error::Input(format!("the image column must hold bytes or locations, not {other}"))),
     }
 }
 

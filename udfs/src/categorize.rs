@@ -4,7 +4,6 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::{DataType, Field, FieldRef};
-use bytes::Bytes;
 use datafusion::common::{exec_err, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
@@ -110,7 +109,7 @@ impl ScalarUDFImpl for CategorizeUdf {
         };
         let bundle = engine.bundle();
         let images =
-            if bundle.image().is_some() { self.resolve_images(&arrays[0], &fetch)? } else { vec![Ok(None); rows] };
+            if bundle.image().is_some() { self.fetcher.images(&arrays[0], &fetch)? } else { vec![Ok(None); rows] };
         let reads_text = bundle.text().is_some();
         let titles = text_values("title", &arrays[1], reads_text)?;
         let descriptions = text_values("description", &arrays[2], reads_text)?;
@@ -174,49 +173,6 @@ impl ScalarUDFImpl for CategorizeUdf {
             .build()
         });
         Some(&DOCUMENTATION)
-    }
-}
-
-impl CategorizeUdf {
-    /// Image bytes per row: taken from a binary column, or fetched for URI strings.
-    fn resolve_images<'a>(
-        &self,
-        column: &'a ArrayRef,
-        fetch: &FetchSettings,
-    ) -> Result<Vec<Result<Option<ImageBytes<'a>>, RowError>>> {
-        let borrowed = |values: Vec<Option<&'a [u8]>>| {
-            values.into_iter().map(|value| Ok(value.map(ImageBytes::Borrowed))).collect()
-        };
-        Ok(match column.data_type() {
-            data_type if is_bytes(data_type) => borrowed(byte_values(column)?),
-            DataType::Null => vec![Ok(None); column.len()],
-            data_type if is_text(data_type) => {
-                let uris = string_values(column)?;
-                self.fetcher
-                    .fetch_all(&uris, fetch)
-                    .into_iter()
-                    .map(|fetched| fetched.transpose().map(|bytes| bytes.map(ImageBytes::Fetched)))
-                    .collect()
-            }
-            other => return exec_err!("categorize: unsupported image type {other}"),
-        })
-    }
-}
-
-/// An image borrowed from the input column or fetched for this batch.
-#[derive(Debug, Clone)]
-enum ImageBytes<'a> {
-    Borrowed(&'a [u8]),
-    Fetched(Bytes),
-}
-
-impl std::ops::Deref for ImageBytes<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Self::Borrowed(bytes) => bytes,
-            Self::Fetched(bytes) => bytes,
-        }
     }
 }
 

@@ -16,7 +16,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
+use arrow::array::ArrayRef;
+use arrow::datatypes::DataType;
+
 use crate::allow_list::AllowList;
+use crate::arrays::{byte_values, is_bytes, is_text, string_values};
 use crate::config::LakecatOptions;
 use crate::error::{RowError, Stage};
 
@@ -98,7 +102,49 @@ enum Location {
     Remote(Arc<dyn ObjectStore>, ObjectPath),
 }
 
+/// An image borrowed from the input column or fetched for this batch.
+#[derive(Debug, Clone)]
+pub enum ImageBytes<'a> {
+    Borrowed(&'a [u8]),
+    Fetched(Bytes),
+}
+
+impl std::ops::Deref for ImageBytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(bytes) => bytes,
+            Self::Fetched(bytes) => bytes,
+        }
+    }
+}
+
 impl ImageFetcher {
+    /// Image bytes per row of an image column: borrowed from a binary column, or fetched for
+    /// location strings (a failed fetch is that row's error). NULL stays `None`.
+    pub fn images<'a>(
+        &self,
+        column: &'a ArrayRef,
+        settings: &FetchSettings,
+    ) -> datafusion::error::Result<Vec<Result<Option<ImageBytes<'a>>, RowError>>> {
+        Ok(match column.data_type() {
+            data_type if is_bytes(data_type) => {
+                byte_values(column)?.into_iter().map(|value| Ok(value.map(ImageBytes::Borrowed))).collect()
+            }
+            DataType::Null => vec![Ok(None); column.len()],
+            data_type if is_text(data_type) => self
+                .fetch_all(&string_values(column)?, settings)
+                .into_iter()
+                .map(|fetched| fetched.transpose().map(|bytes| bytes.map(ImageBytes::Fetched)))
+                .collect(),
+            other => {
+                return datafusion::common::exec_err!(
+                    "an image column holds bytes (BINARY) or locations (strings), not {other}"
+                );
+            }
+        })
+    }
+
     /// Fetches every URI; `None` stays `None` (a NULL image).
     pub fn fetch_all(&self, uris: &[Option<&str>], settings: &FetchSettings) -> Vec<Option<Result<Bytes, RowError>>> {
         let locations: Vec<Option<Result<(String, Location), RowError>>> = uris
