@@ -2,7 +2,8 @@
 //! scoring only what changed and writing with MERGE keyed on product id.
 //!
 //! Why a crash can never duplicate or lose a row: every chunk is one Delta commit (all of it or
-//! nothing), a MERGE on product id never inserts an id twice, and which rows still need scoring
+//! nothing), a chunk is appended only when none of its ids is in the table and MERGEd on product
+//! id otherwise (so no id is inserted twice), and which rows still need scoring
 //! is recomputed from the table itself (content hash and model fingerprint) at the start of
 //! every run. A killed run leaves the table at its last commit; the next run scores the rest.
 //! Commits carry the application transaction `lakecat-refresh` (the run number) and the run's
@@ -213,6 +214,16 @@ impl RefreshJob {
             model: engine.bundle().fingerprint().to_string(),
             ..RefreshReport::default()
         };
+        // The source version is fixed for the run: count once, not per attempt. The total comes
+        // from the Delta log's statistics (no data file is read).
+        report.scanned = count(&session.ctx, "SELECT count(*) FROM source").await?;
+        report.without_id = count(&session.ctx, "SELECT count(*) FROM source WHERE product_id IS NULL").await?;
+        if report.without_id > 0 {
+            eprintln!(
+                "refresh: warning: {} products of {} have a NULL {} and are not scored; give them ids",
+                report.without_id, self.source, self.id_column
+            );
+        }
         let schema = predictions_schema(&id_type, depth);
         loop {
             match self.attempt(&session, &schema, &mut report).await {
@@ -290,15 +301,6 @@ impl RefreshJob {
         report.run = previous_run.unwrap_or(0) + 1;
         // Rows that failed to fetch in an attempt that lost a race are fetched again in this one.
         report.fetch_errors = 0;
-        // Counted from the Delta log's statistics: no data file is read.
-        report.scanned = count(ctx, "SELECT count(*) FROM source").await?;
-        report.without_id = count(ctx, "SELECT count(*) FROM source WHERE product_id IS NULL").await?;
-        if report.without_id > 0 {
-            eprintln!(
-                "refresh: warning: {} products of {} have a NULL {} and are not scored; give them ids",
-                report.without_id, self.source, self.id_column
-            );
-        }
         if self.target_is_current(&target, report).await? {
             report.skipped = report.scanned - report.without_id;
             report.source_unchanged = true;
@@ -316,8 +318,8 @@ impl RefreshJob {
         report.skipped = report.scanned.saturating_sub(changed as u64 + report.without_id);
         let delete = self.delete_missing && count(ctx, MISSING_SQL).await? > 0;
         ctx.deregister_table("changes")?;
-        let changes_schema = changes.first().map_or_else(|| Arc::new(Schema::empty()), |batch| batch.schema());
         if changed > 0 {
+            let changes_schema = changes[0].schema();
             ctx.register_table("changes", Arc::new(MemTable::try_new(changes_schema, vec![changes])?))?;
             target = self.score_changes(ctx, target, schema, changed, !delete, report).await?;
         }
@@ -371,7 +373,7 @@ impl RefreshJob {
         })
     }
 
-    /// Streams the changed products through `categorize` and MERGEs every `chunk_rows`. A full
+    /// Streams the changed products through `categorize` and commits every `chunk_rows`. A full
     /// chunk is committed when the next row arrives, so the run's last commit is known to be the
     /// last and says so (`final_commit`: no deletion follows).
     async fn score_changes(
@@ -580,7 +582,8 @@ fn to_predictions(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
 /// Adds NULL columns for the target's columns that this model does not produce (e.g. a level
 /// the previous model's taxonomy had), so an update leaves no stale value behind.
 fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<RecordBatch>> {
-    let target_schema = target.snapshot().map_err(|source| Error::delta("target", source))?.snapshot().arrow_schema();
+    let location = target.table_url().to_string();
+    let target_schema = target.snapshot().map_err(|source| Error::delta(&location, source))?.snapshot().arrow_schema();
     let Some(first) = chunk.first() else { return Ok(chunk) };
     let missing: Vec<&Arc<Field>> =
         target_schema.fields().iter().filter(|field| first.schema().field_with_name(field.name()).is_err()).collect();
@@ -602,7 +605,7 @@ fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<R
 
 async fn open_or_create_target(location: &str, schema: &SchemaRef) -> Result<DeltaTable> {
     let url = delta::table_url(location)?;
-    let table = DeltaTable::try_from_url(url.clone()).await.map_err(|source| Error::delta(location, source))?;
+    let table = DeltaTable::try_from_url(url).await.map_err(|source| Error::delta(location, source))?;
     if table.version().is_some() {
         return Ok(table);
     }
@@ -616,20 +619,15 @@ async fn open_or_create_target(location: &str, schema: &SchemaRef) -> Result<Del
 }
 
 async fn check_unique_ids(ctx: &SessionContext, source: &str) -> Result<()> {
-    let duplicates = ctx.sql(DUPLICATES_SQL).await?.collect().await?;
-    let examples: Vec<String> = duplicates
-        .iter()
-        .flat_map(|batch| {
-            let ids = cast(batch.column(0), &DataType::Utf8).ok();
-            let copies = batch.column(1).clone();
-            (0..batch.num_rows()).filter_map(move |row| {
-                let id = ids.as_ref()?.as_string::<i32>().value(row).to_string();
-                let copies =
-                    cast(&copies, &DataType::Int64).ok()?.as_primitive::<arrow::datatypes::Int64Type>().value(row);
-                Some(format!("{id} ({copies} rows)"))
-            })
-        })
-        .collect();
+    let mut examples = Vec::new();
+    for batch in ctx.sql(DUPLICATES_SQL).await?.collect().await? {
+        let ids = cast(batch.column(0), &DataType::Utf8)?;
+        let copies = cast(batch.column(1), &DataType::Int64)?;
+        let copies = copies.as_primitive::<arrow::datatypes::Int64Type>();
+        for (row, id) in ids.as_string::<i32>().iter().enumerate() {
+            examples.push(format!("{} ({} rows)", id.unwrap_or_default(), copies.value(row)));
+        }
+    }
     if examples.is_empty() {
         return Ok(());
     }
