@@ -71,14 +71,21 @@ impl TaxonomyStore {
 
     /// The stored taxonomy `version`.
     pub async fn load(&self, version: &str) -> Result<Taxonomy> {
-        let known = self.versions().await?;
-        if !known.iter().any(|stored| stored == version) {
+        let nodes = if self.exists() { self.nodes(version).await? } else { Vec::new() };
+        if nodes.is_empty() {
+            // Only an error needs the list of what is stored.
+            let known = self.versions().await?;
             return Err(Error::Input(format!(
                 "{}: no taxonomy version {version:?} (stored: {}); add one with `lakecat taxonomy import`",
                 self.location,
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             )));
         }
+        Ok(Taxonomy::new(version, nodes)?)
+    }
+
+    /// The rows of `version` as nodes (none when it is not stored).
+    async fn nodes(&self, version: &str) -> Result<Vec<Node>> {
         let ctx = self.session().await?;
         let batches = ctx
             .table("taxonomies")
@@ -102,7 +109,7 @@ impl TaxonomyStore {
                 });
             }
         }
-        Ok(Taxonomy::new(version, nodes)?)
+        Ok(nodes)
     }
 }
 
