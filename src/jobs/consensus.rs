@@ -84,9 +84,11 @@ impl ConsensusJob {
     pub async fn execute(self) -> Result<ConsensusReport> {
         let session = SessionBuilder::new().with_table("labels", &self.labels).build().await?;
         let ctx = &session.ctx;
-        self.create_votes_view(ctx).await?;
+        let votes = self.votes_select(ctx).await?;
+        // The statistics read the ballots as views; the decisions come from the same SQL.
+        ctx.sql(&format!("CREATE VIEW votes AS {votes}")).await?.collect().await?;
         ctx.sql(&format!("CREATE VIEW ballots AS {BALLOTS_SQL}")).await?.collect().await?;
-        let decisions = ctx.sql(&consensus_query("SELECT * FROM votes", self.min_agree)).await?.collect().await?;
+        let decisions = ctx.sql(&consensus_query(&votes, self.min_agree)).await?.collect().await?;
         let products: usize = decisions.iter().map(RecordBatch::num_rows).sum();
         if products == 0 {
             return Err(Error::Input(format!("{}: the labels table has no rows", self.labels)));
@@ -120,8 +122,8 @@ impl ConsensusJob {
         Ok(report)
     }
 
-    /// `votes`: the labels with lakecat's column names and `known`.
-    async fn create_votes_view(&self, ctx: &SessionContext) -> Result<()> {
+    /// The labels with lakecat's column names and `known`, as a SELECT (registers what it needs).
+    async fn votes_select(&self, ctx: &SessionContext) -> Result<String> {
         let schema = ctx.table("labels").await?.schema().as_arrow().clone();
         let [product, labeller, category, time] = &self.columns;
         require_columns(
@@ -133,7 +135,7 @@ impl ConsensusJob {
                 ("category", category, "--category-column"),
             ],
         )?;
-        let time = if schema.field_with_name(time).is_ok() { quote(time) } else { "NULL".to_string() };
+        let time = if schema.field_with_name(time).is_ok() { format!("l.{}", quote(time)) } else { "NULL".to_string() };
         let (join, known) = match &self.taxonomy {
             Some((store, version)) => {
                 let taxonomy = store.load(version).await?;
@@ -155,17 +157,14 @@ impl ConsensusJob {
             }
             None => (String::new(), "true"),
         };
-        let sql = format!(
-            "CREATE VIEW votes AS SELECT l.{product} AS product_id, l.{labeller} AS labeller_id, \
+        Ok(format!(
+            "SELECT l.{product} AS product_id, l.{labeller} AS labeller_id, \
              nullif(trim(CAST(l.{category} AS VARCHAR)), '') AS category, {time} AS labelled_at, \
              {known} AS known FROM labels AS l{join}",
             product = quote(product),
             labeller = quote(labeller),
             category = quote(category),
-            time = if time == "NULL" { time } else { format!("l.{time}") },
-        );
-        ctx.sql(&sql).await?.collect().await?;
-        Ok(())
+        ))
     }
 }
 
