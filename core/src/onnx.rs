@@ -311,6 +311,17 @@ impl FusionNet {
     }
 }
 
+/// The runtime input names (weights excluded) and output names of an ONNX model, in graph
+/// order: exporters that generate names (burn-onnx does) are read back with this.
+pub fn graph_io_names(model: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
+    let model = proto::ModelProto::decode(model)
+        .map_err(|error| Error::Network(format!("the exported model is not a readable ONNX file: {error}")))?;
+    let graph = model.graph.ok_or_else(|| Error::Network("the ONNX model has no graph".into()))?;
+    let weights: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs = graph.input.iter().map(|v| v.name.clone()).filter(|name| !weights.contains(name.as_str())).collect();
+    Ok((inputs, graph.output.iter().map(|v| v.name.clone()).collect()))
+}
+
 fn ints(name: &str, values: &[i64]) -> proto::AttributeProto {
     proto::AttributeProto { name: name.into(), ints: values.to_vec(), r#type: 7, ..Default::default() }
 }

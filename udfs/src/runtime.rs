@@ -30,17 +30,10 @@ pub fn locate_library() -> Result<PathBuf> {
             Err(Error::Runtime(format!("ORT_DYLIB_PATH points to {}, which is not a file", path.display())))
         };
     }
-    let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        roots.extend(cwd.ancestors().map(Path::to_path_buf));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    for root in roots {
-        if let Some(found) = library_in_venv(&root.join(".venv")) {
-            return Ok(found);
-        }
+    if let Some(found) =
+        site_packages().into_iter().find_map(|packages| library_in_package(&packages.join("onnxruntime")))
+    {
+        return Ok(found);
     }
     if let Some(found) = library_of_system_python() {
         return Ok(found);
@@ -52,17 +45,34 @@ pub fn locate_library() -> Result<PathBuf> {
     )))
 }
 
-fn library_in_venv(venv: &Path) -> Option<PathBuf> {
-    let lib = venv.join("lib");
-    let pythons = std::fs::read_dir(&lib).ok()?;
-    for python in pythons.flatten() {
-        if python.file_name().to_string_lossy().starts_with("python3")
-            && let Some(found) = library_in_package(&python.path().join("site-packages/onnxruntime"))
-        {
-            return Some(found);
-        }
+/// The `site-packages` folders of `.venv` in the current directory or any directory above it,
+/// then beside the running executable or above it: where `scripts/setup.sh` installs.
+fn site_packages() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.extend(cwd.ancestors().map(Path::to_path_buf));
     }
-    None
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    let mut found = Vec::new();
+    for root in roots {
+        let Ok(pythons) = std::fs::read_dir(root.join(".venv/lib")) else { continue };
+        let mut pythons: Vec<PathBuf> = pythons
+            .flatten()
+            .filter(|python| python.file_name().to_string_lossy().starts_with("python3"))
+            .map(|python| python.path().join("site-packages"))
+            .collect();
+        pythons.sort();
+        found.extend(pythons);
+    }
+    found
+}
+
+/// A file installed by `scripts/setup.sh` (e.g. a wheel's data file), by its path inside
+/// `site-packages`, searched as for the ONNX Runtime library.
+pub fn find_installed(relative: &str) -> Option<PathBuf> {
+    site_packages().into_iter().map(|packages| packages.join(relative)).find(|path| path.is_file())
 }
 
 fn library_of_system_python() -> Option<PathBuf> {
