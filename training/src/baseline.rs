@@ -23,17 +23,7 @@ use lakecat_core::{
 };
 use rayon::prelude::*;
 
-use crate::{Error, Result};
-
-/// One labelled product.
-#[derive(Debug, Clone)]
-pub struct Example<'a> {
-    pub image: Option<&'a [u8]>,
-    pub title: Option<&'a str>,
-    pub description: Option<&'a str>,
-    /// Category path, top level first.
-    pub label: Vec<String>,
-}
+use crate::{Error, Example, Result};
 
 /// Fits the baseline and writes its bundle.
 #[derive(Debug, Clone)]
@@ -490,12 +480,14 @@ mod tests {
         let mut examples = Vec::new();
         for i in 0..20 {
             examples.push(Example {
+                id: None,
                 image: Some(&red),
                 title: Some(if i % 2 == 0 { "red shirt" } else { "cotton shirt" }),
                 description: None,
                 label: label("Apparel > Shirts"),
             });
             examples.push(Example {
+                id: None,
                 image: Some(&blue),
                 title: Some(if i % 2 == 0 { "blue shoe" } else { "leather shoe" }),
                 description: None,
@@ -503,12 +495,13 @@ mod tests {
             });
         }
         examples.push(Example {
+            id: None,
             image: Some(b"junk"),
             title: Some("shirt"),
             description: None,
             label: label("Apparel > Shirts"),
         });
-        examples.push(Example { image: None, title: Some("x"), description: None, label: Vec::new() });
+        examples.push(Example { id: None, image: None, title: Some("x"), description: None, label: Vec::new() });
         let dir = tempfile::tempdir().unwrap();
         let report = BaselineTrainer::new("unit").fit(&examples, dir.path()).unwrap();
         assert_eq!(report.training_accuracy, 1.0);
@@ -524,7 +517,7 @@ mod tests {
 
     #[test]
     fn refuses_data_without_labels() {
-        let examples = [Example { image: None, title: Some("x"), description: None, label: Vec::new() }];
+        let examples = [Example { id: None, image: None, title: Some("x"), description: None, label: Vec::new() }];
         let error = BaselineTrainer::default().fit(&examples, tempfile::tempdir().unwrap().path()).unwrap_err();
         assert!(error.to_string().contains("no training examples"), "{error}");
     }
