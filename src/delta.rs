@@ -43,6 +43,16 @@ pub async fn open_table(location: &str, version: Option<u64>) -> Result<DeltaTab
     table.map_err(|source| Error::delta(location, source))
 }
 
+/// The version of the table at `location` that was current at `timestamp` (RFC 3339, e.g.
+/// `2026-11-28T12:00:00Z`).
+pub async fn version_at(location: &str, timestamp: &str) -> Result<u64> {
+    open_table(location, None).await?;
+    let table = deltalake::open_table_with_ds(table_url(location)?, timestamp)
+        .await
+        .map_err(|source| Error::delta(location, source))?;
+    table.version().ok_or_else(|| Error::Input(format!("{location} had no version at {timestamp}")))
+}
+
 /// Writes `batches` to the table at `location` in one commit (creating the table if needed).
 /// Returns the new table version.
 pub async fn write_table(location: &str, batches: Vec<RecordBatch>, mode: SaveMode) -> Result<u64> {

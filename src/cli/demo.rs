@@ -4,14 +4,15 @@ use anyhow::{Context, bail};
 use clap::Args;
 use deltalake::protocol::SaveMode;
 use lakecat::SessionBuilder;
-use lakecat::jobs::{BaselineJob, ImportJob, Labels, RefreshJob};
+use lakecat::jobs::{ImportJob, Labels, RefreshJob, SnapshotAt, TrainJob};
+use lakecat_training::{FusionTrainer, TrainingSettings};
 
 /// Build a small local lakehouse from the sample data, train a model and score it in SQL.
 ///
 /// Runs with nothing configured, on a fresh checkout:
 ///   1. imports data/sample/fashion (239 real products with images) into a Delta table;
-///   2. trains the closed-form baseline model on ~80% of it (split by a hash of product_id),
-///      from that Delta snapshot, into a model bundle;
+///   2. trains a small burn model (tiny CNN + text branch, a minute or two on 2 cores) on
+///      ~80% of it (split by a hash of product_id), from that Delta snapshot, into a bundle;
 ///   3. scores the held-out ~20% with `categorize` in SQL and prints categories at every level
 ///      with confidences, per-level accuracy, and what bad input looks like;
 ///   4. refreshes a predictions table twice (`lakecat refresh`): the second run scores nothing.
@@ -29,6 +30,9 @@ pub struct DemoArgs {
     /// Rows of predictions to print.
     #[arg(long, default_value_t = 15)]
     rows: usize,
+    /// Cross-entropy epochs of the demo model (two hierarchical-loss epochs follow).
+    #[arg(long, default_value_t = 12)]
+    epochs: usize,
 }
 
 /// Rows whose product_id hashes to 0, 1 or 2 (3 of 16) are held out of training.
@@ -42,7 +46,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let fashion = sample.join("fashion");
     let table = args.dir.join("lake/products").display().to_string();
-    let bundle = args.dir.join("models/baseline");
+    let bundle = args.dir.join("models/demo");
 
     println!("1. Importing {} into the Delta table {table}", fashion.display());
     let imported = ImportJob::new(fashion.join("products.csv"), &table)
@@ -56,27 +60,49 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("   {} products, {} images, table version {}", imported.rows, imported.images, imported.table_version);
 
     println!(
-        "2. Training the baseline model on the rows outside the hold-out split, from version {}",
+        "2. Training a small burn model (tiny CNN on the images + two dense layers on the text) on the rows \
+         outside the hold-out split, from version {}",
         imported.table_version
     );
-    let report = BaselineJob::new(&table, &bundle)
-        .with_version(imported.table_version)
+    let settings = TrainingSettings {
+        epochs: args.epochs,
+        hierarchy_epochs: 2,
+        min_count: 5,
+        image_size: 48,
+        image_dense: 256,
+        text_dense: 128,
+        batch_size: 32,
+        learning_rate: 2e-3,
+        ..TrainingSettings::default()
+    };
+    let trainer = FusionTrainer::new("demo").with_settings(settings).with_epoch_log(true);
+    let report = TrainJob::new(&table, &bundle)
+        .with_snapshot(SnapshotAt::Version(imported.table_version))
         .with_filter(format!("NOT ({HOLDOUT})"))
+        .with_trainer(trainer)
         .execute()
         .await?;
     println!(
-        "   {} examples, {} classes, training accuracy {:.3}; bundle {} ({})",
-        report.examples_used,
+        "   {} training rows, {} validation rows (for calibration), {} classes, {:.0} s; validation top-1 {:.3}, \
+         temperature {:.2}",
+        report.train_rows,
+        report.validation_rows,
         report.bundle.classes().len(),
-        report.training_accuracy,
-        bundle.display(),
-        report.bundle.fingerprint()
+        report.times.encode_seconds + report.times.train_seconds + report.times.export_seconds,
+        report.validation.top1,
+        report.temperature
     );
-    if !report.skipped.is_empty() || !report.image_failures.is_empty() {
-        println!("   skipped: {:?}; images that failed to decode: {:?}", report.skipped, report.image_failures);
+    for (reason, rows) in &report.skipped {
+        println!("   skipped {rows} rows: {reason}");
     }
+    println!(
+        "   bundle {} ({}); curves in {}",
+        bundle.display(),
+        report.bundle.fingerprint(),
+        bundle.join("training-curves.png").display()
+    );
 
-    let session = SessionBuilder::new().with_table("products", &table).with_model("baseline", &bundle).build().await?;
+    let session = SessionBuilder::new().with_table("products", &table).with_model("demo", &bundle).build().await?;
     let engine = session.models.get(None)?;
     println!("3. Scoring the hold-out rows in SQL (ONNX Runtime on {})", engine.provider());
     let queries = [

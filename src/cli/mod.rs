@@ -6,6 +6,7 @@ mod labels;
 mod refresh;
 mod sql;
 mod taxonomy;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -24,21 +25,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Demo(demo::DemoArgs),
+    Eval(train::EvalArgs),
     Import(import::ImportArgs),
     Labels(labels::LabelsArgs),
     Refresh(refresh::RefreshArgs),
     Sql(sql::SqlArgs),
     Taxonomy(taxonomy::TaxonomyArgs),
+    Train(Box<train::TrainArgs>),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Eval(args) => train::eval(args).await,
         Command::Import(args) => import::run(args).await,
         Command::Labels(args) => labels::run(args).await,
         Command::Refresh(args) => refresh::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Taxonomy(args) => taxonomy::run(args).await,
+        Command::Train(args) => train::train(*args).await,
     }
 }
 
@@ -79,5 +84,15 @@ impl From<DeviceArg> for lakecat_udfs::Device {
             DeviceArg::Cpu => Self::Cpu,
             DeviceArg::Cuda => Self::Cuda,
         }
+    }
+}
+
+/// Splits `LOCATION@VERSION` into the location and the version (`None` without a version).
+pub fn split_version(location: &str) -> anyhow::Result<(String, Option<u64>)> {
+    match location.rsplit_once('@') {
+        Some((path, version)) if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit()) => {
+            Ok((path.to_string(), Some(version.parse()?)))
+        }
+        _ => Ok((location.to_string(), None)),
     }
 }

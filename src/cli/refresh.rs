@@ -70,12 +70,7 @@ pub struct RefreshArgs {
 }
 
 pub async fn run(args: RefreshArgs) -> anyhow::Result<()> {
-    let (source, version) = match args.source.rsplit_once('@') {
-        Some((path, version)) if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit()) => {
-            (path.to_string(), Some(version.parse()?))
-        }
-        _ => (args.source.clone(), None),
-    };
+    let (source, version) = super::split_version(&args.source)?;
     let mut job = RefreshJob::new(source, &args.target, &args.model)
         .with_id_column(args.id_column)
         .with_chunk_rows(args.chunk_rows)

@@ -233,12 +233,8 @@ fn parse_table(spec: &str) -> anyhow::Result<(String, String, Option<u64>)> {
     let Some((name, location)) = spec.split_once('=') else {
         bail!("--table {spec:?}: expected NAME=LOCATION or NAME=LOCATION@VERSION");
     };
-    match location.rsplit_once('@') {
-        Some((path, version)) if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit()) => {
-            Ok((name.to_string(), path.to_string(), Some(version.parse()?)))
-        }
-        _ => Ok((name.to_string(), location.to_string(), None)),
-    }
+    let (location, version) = super::split_version(location)?;
+    Ok((name.to_string(), location, version))
 }
 
 fn parse_model(spec: &str) -> anyhow::Result<(String, PathBuf)> {

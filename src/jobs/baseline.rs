@@ -3,14 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field};
-use lakecat_core::TrainingSource;
-use lakecat_training::{BaselineReport, BaselineTrainer, Example};
-use std::sync::Arc;
+use lakecat_training::{BaselineReport, BaselineTrainer};
 
-use crate::{Error, Result, SessionBuilder};
+use super::{SnapshotAt, SnapshotColumns, TrainingSnapshot};
+use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct BaselineJob {
@@ -51,62 +47,13 @@ impl BaselineJob {
     }
 
     pub async fn execute(self) -> Result<BaselineReport> {
-        let session =
-            SessionBuilder::new().with_table_version("training_data", &self.table, self.version).build().await?;
-        let version = crate::delta::open_table(&self.table, self.version).await?.version();
-        let filter = self.filter.as_deref().map(|predicate| format!(" WHERE {predicate}")).unwrap_or_default();
-        let sql = format!("SELECT image, title, description, category_path FROM training_data{filter}");
-        let batches = session.ctx.sql(&sql).await?.collect().await?;
-        let batches = batches.iter().map(normalize).collect::<Result<Vec<_>>>()?;
-        let mut examples = Vec::new();
-        for batch in &batches {
-            let images = batch.column(0).as_binary::<i32>();
-            let titles = batch.column(1).as_string::<i32>();
-            let descriptions = batch.column(2).as_string::<i32>();
-            let labels = batch.column(3).as_list::<i32>();
-            for row in 0..batch.num_rows() {
-                let label = if labels.is_valid(row) {
-                    labels.value(row).as_string::<i32>().iter().flatten().map(str::to_string).collect()
-                } else {
-                    Vec::new()
-                };
-                examples.push(Example {
-                    image: images.is_valid(row).then(|| images.value(row)),
-                    title: titles.is_valid(row).then(|| titles.value(row)),
-                    description: descriptions.is_valid(row).then(|| descriptions.value(row)),
-                    label,
-                });
-            }
-        }
-        if examples.is_empty() {
+        let at = self.version.map_or(SnapshotAt::Latest, SnapshotAt::Version);
+        let snapshot =
+            TrainingSnapshot::load(&self.table, &at, self.filter.as_deref(), &SnapshotColumns::default()).await?;
+        if snapshot.rows() == 0 {
+            let filter = self.filter.as_deref().map(|predicate| format!(" WHERE {predicate}")).unwrap_or_default();
             return Err(Error::Input(format!("{}{filter} has no rows to train on", self.table)));
         }
-        let source =
-            TrainingSource { table_uri: self.table.clone(), delta_version: version, rows: examples.len() as u64 };
-        Ok(self.trainer.with_training_source(source).fit(&examples, &self.bundle_dir)?)
+        Ok(self.trainer.with_training_source(snapshot.source()).fit(&snapshot.examples(), &self.bundle_dir)?)
     }
-}
-
-/// Delta scans return view types; the trainer reads plain Binary / Utf8 / List<Utf8>.
-fn normalize(batch: &RecordBatch) -> Result<RecordBatch> {
-    let targets = [
-        DataType::Binary,
-        DataType::Utf8,
-        DataType::Utf8,
-        DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-    ];
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(&targets)
-        .map(|(column, target)| cast(column, target))
-        .collect::<Result<Vec<_>, _>>()?;
-    let fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(&targets)
-        .map(|(field, target)| Field::new(field.name(), target.clone(), true))
-        .collect();
-    Ok(RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)?)
 }

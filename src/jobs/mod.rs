@@ -7,6 +7,7 @@ pub mod consensus;
 pub mod import;
 pub mod refresh;
 pub mod taxonomy;
+pub mod train;
 
 pub use audit::{AuditReport, ImageAuditJob};
 pub use baseline::BaselineJob;
@@ -14,6 +15,7 @@ pub use consensus::{ConsensusJob, ConsensusReport};
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
 pub use refresh::{RefreshJob, RefreshReport};
 pub use taxonomy::{PruneJob, PruneOutcome, TaxonomyStore};
+pub use train::{EvalJob, EvalReport, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, TrainingSnapshot};
 
 /// The image column of a products table: the one named, else `image`, else `image_uri`.
 pub(crate) fn image_column(schema: &arrow::datatypes::Schema, named: Option<&str>) -> String {

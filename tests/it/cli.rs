@@ -23,7 +23,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn help_teaches_the_subcommands() {
     let help = stdout(&lakecat(&["--help"]));
-    for command in ["demo", "import", "sql", "refresh", "taxonomy", "labels"] {
+    for command in ["demo", "import", "sql", "refresh", "taxonomy", "labels", "train", "eval"] {
         assert!(help.contains(command), "{help}");
     }
     let sql = stdout(&lakecat(&["sql", "--help"]));
@@ -33,6 +33,10 @@ fn help_teaches_the_subcommands() {
         (&["taxonomy", "migrate", "--help"][..], "OLD PATH => NEW PATH"),
         (&["labels", "consensus", "--help"][..], "--min-agree"),
         (&["labels", "audit", "--help"][..], "--clean-snapshot"),
+        (&["train", "--help"][..], "hierarchical loss"),
+        (&["train", "--help"][..], "--search-trials"),
+        (&["train", "--help"][..], "mobilenet-v2"),
+        (&["eval", "--help"][..], "confusion-matrix.png"),
     ] {
         let help = stdout(&lakecat(command));
         assert!(help.contains(teaches), "{command:?}: {help}");
@@ -134,6 +138,7 @@ fn demo_runs_end_to_end() {
     for expected in [
         "leaf_accuracy",
         "level_3",
+        "skipped 1 rows: category under the minimum count",
         "decode: truncated JPEG",
         "input: nothing to score",
         "first run: 239 products, 239 scored, 0 unchanged",
@@ -141,6 +146,8 @@ fn demo_runs_end_to_end() {
     ] {
         assert!(printed.contains(expected), "missing {expected:?} in\n{printed}");
     }
+    // Training logs each epoch (on standard error, like the progress of other jobs).
+    assert!(stderr(&output).contains("epoch 14/14 hierarchical"), "{}", stderr(&output));
 }
 
 #[test]

@@ -10,3 +10,4 @@ mod labels;
 mod refresh;
 mod s3;
 mod scoring;
+mod train;

