@@ -2,7 +2,8 @@
 # Training quality and speed on the public data next to the checkout (../shared/data):
 #   1. fashion (8,304 products, images + titles): `lakecat train` with default settings,
 #      Delta table → bundle, wall time and samples/s per phase; then the text-only and
-#      image-only ablations; `lakecat eval` of each on its validation split;
+#      image-only ablations and the frozen MobileNetV2 backbone; `lakecat eval` of each on its
+#      validation split;
 #   2. a bag-of-words baseline on titles alone on the same split for reference
 #      (scikit-learn logistic regression, from PyPI into .venv);
 #   3. flipkart (729 products, long descriptions): level-2 top-1.
@@ -52,6 +53,7 @@ PY
 train fashion fashion
 train fashion-text-only fashion --no-images
 train fashion-image-only fashion --no-text
+train fashion-mobilenet fashion --backbone mobilenet-v2 --image-size 224
 train flipkart flipkart --min-count 5
 
 # Reference: bag-of-words logistic regression on titles, on the same validation split.

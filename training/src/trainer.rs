@@ -222,6 +222,18 @@ impl FusionTrainer {
         self
     }
 
+    /// A line of the training log (above the progress bar, or on standard error without one).
+    fn log(&self, line: &str) {
+        if !self.epoch_log {
+            return;
+        }
+        if self.progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.progress.println(line);
+        }
+    }
+
     fn check_settings(&self) -> Result<()> {
         let s = &self.settings;
         let refuse = |message: &str| Err(Error::Setting(message.into()));
@@ -339,11 +351,17 @@ impl FusionTrainer {
         let extractor: Option<(FeatureExtractor<'_>, usize)> =
             cache_features.then_some((&extract, s.backbone.feature_dim(&s.backbone_channels)));
         self.progress.set_length(rows.len() as u64);
+        self.log(&format!(
+            "encoding {} rows ({})",
+            rows.len(),
+            if cache_features { "images through the frozen backbone, once" } else { "images and text" }
+        ));
         let data = encode(examples, &rows, image_spec.as_ref(), vectorizer.as_ref(), extractor, &|n| {
             self.progress.inc(n as u64)
         })?;
         drop(frozen);
         let encode_seconds = started.elapsed().as_secs_f64();
+        self.log(&format!("encoded in {encode_seconds:.0} s"));
 
         let samples = match s.max_count {
             Some(max_count) => balance(&data, &train_rows, max_count, s.smote_neighbours, s.seed),
@@ -420,9 +438,7 @@ impl FusionTrainer {
                 record.validation.per_level.first().copied().unwrap_or(0.0),
                 record.samples_per_second
             );
-            if self.epoch_log {
-                if self.progress.is_hidden() { eprintln!("{line}") } else { self.progress.println(line) }
-            }
+            self.log(&line);
             history.push(record);
         }
         let train_seconds = training_started.elapsed().as_secs_f64();
