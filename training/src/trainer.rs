@@ -766,4 +766,27 @@ mod tests {
             assert_eq!((inputs.image.is_some(), inputs.text.is_some()), (images, text));
         }
     }
+
+    #[test]
+    fn a_search_keeps_the_best_trial_and_survives_a_diverging_one() {
+        use crate::search::{HyperparameterSearch, SearchSpace, SearchStrategy};
+        let ids: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
+        let (red, blue) = (solid([220, 20, 20]), solid([20, 20, 220]));
+        let data = examples(&ids, &red, &blue);
+        let space = SearchSpace { learning_rate: vec![1e-2, 1e30], ..SearchSpace::default() };
+        let work = tempfile::tempdir().unwrap();
+        let bundle = work.path().join("best");
+        let report = HyperparameterSearch::new(space)
+            .with_strategy(SearchStrategy::Grid)
+            .with_max_trials(2)
+            .run(&FusionTrainer::new("unit").with_settings(quick()), &data, &work.path().join("trials"), &bundle)
+            .unwrap();
+        assert_eq!(report.trials.len(), 2);
+        assert!(report.trials[1].error.as_deref().is_some_and(|e| e.contains("Lower the learning rate")));
+        assert_eq!(report.trials[report.best].learning_rate, 1e-2);
+        assert!(report.table().contains("(kept)"));
+        let kept = report.best_report.expect("the best trial's report");
+        assert_eq!(kept.bundle.dir(), bundle.as_path());
+        assert!(lakecat_core::Bundle::load(&bundle).is_ok());
+    }
 }
