@@ -141,11 +141,7 @@ impl TrainingSnapshot {
             let descriptions = batch.column(3).as_string::<i32>();
             let labels = batch.column(4).as_list::<i32>();
             for row in 0..batch.num_rows() {
-                let label = if labels.is_valid(row) {
-                    labels.value(row).as_string::<i32>().iter().flatten().map(str::to_string).collect()
-                } else {
-                    Vec::new()
-                };
+                let label = label_at(labels, row);
                 examples.push(Example {
                     id: ids.is_valid(row).then(|| ids.value(row)),
                     image: images.is_valid(row).then(|| images.value(row)),
@@ -156,6 +152,15 @@ impl TrainingSnapshot {
             }
         }
         examples
+    }
+}
+
+/// The category path of `row` (empty when NULL).
+fn label_at(labels: &arrow::array::ListArray, row: usize) -> Vec<String> {
+    if labels.is_valid(row) {
+        labels.value(row).as_string::<i32>().iter().flatten().map(str::to_string).collect()
+    } else {
+        Vec::new()
     }
 }
 
@@ -419,11 +424,7 @@ impl EvalJob {
                 let errors = cast(prediction.column(2), &DataType::Utf8)?;
                 let errors = errors.as_string::<i32>();
                 for index in 0..prediction.num_rows() {
-                    let label: Vec<String> = if labels.is_valid(row) {
-                        labels.value(row).as_string::<i32>().iter().flatten().map(str::to_string).collect()
-                    } else {
-                        Vec::new()
-                    };
+                    let label = label_at(labels, row);
                     row += 1;
                     let Some(truth) = truth_class(&taxonomy, &label) else {
                         let reason = if label.is_empty() { "no label" } else { "label not in the model's taxonomy" };

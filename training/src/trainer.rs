@@ -377,6 +377,7 @@ impl FusionTrainer {
         let batches_per_epoch = samples.len().div_ceil(s.batch_size);
         self.progress.set_length((epochs * batches_per_epoch) as u64);
         self.progress.set_position(0);
+        let validation_labels: Vec<usize> = validation_rows.iter().map(|&row| data.classes[row]).collect();
         let training_started = Instant::now();
         let mut validation_logits = Vec::new();
         for epoch in 0..epochs {
@@ -412,7 +413,6 @@ impl FusionTrainer {
             }
             let seconds = epoch_started.elapsed().as_secs_f64();
             validation_logits = predict_logits(&model.valid(), &plain, &validation_rows, s.batch_size);
-            let validation_labels: Vec<usize> = validation_rows.iter().map(|&row| data.classes[row]).collect();
             let record = EpochRecord {
                 epoch: epoch + 1,
                 objective,
@@ -443,9 +443,9 @@ impl FusionTrainer {
         }
         let train_seconds = training_started.elapsed().as_secs_f64();
         let model = model.valid();
-        let validation_labels: Vec<usize> = validation_rows.iter().map(|&row| data.classes[row]).collect();
         let temperature = fit_temperature(&validation_logits, classes.len(), &validation_labels);
-        let validation = validation_metrics(&labelled.taxonomy, &classes, &data, &validation_rows, &validation_logits);
+        // The last epoch's validation metrics are the final model's: the same logits.
+        let validation = history.last().expect("at least one epoch ran").validation.clone();
 
         self.progress.set_message("exporting to ONNX");
         let export_started = Instant::now();
