@@ -4,7 +4,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use deltalake::protocol::SaveMode;
 use lakecat::SessionBuilder;
-use lakecat::jobs::{ImportJob, Labels, RefreshJob, SnapshotAt, TrainJob};
+use lakecat::jobs::{ImportJob, Labels, RefreshJob, SnapshotAt, TrainJob, installed_mobilenet_weights};
+use lakecat_training::model::Backbone;
 use lakecat_training::{FusionTrainer, TrainingSettings};
 
 /// Build a small local lakehouse from the sample data, train a model and score it in SQL.
@@ -60,21 +61,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("   {} products, {} images, table version {}", imported.rows, imported.images, imported.table_version);
 
     println!(
-        "2. Training a small burn model (tiny CNN on the images + two dense layers on the text) on the rows \
-         outside the hold-out split, from version {}",
+        "2. Training a burn model (MobileNetV2 with ImageNet weights, frozen, run once per image in ONNX Runtime, \
+         + two dense layers on the text) on the rows outside the hold-out split, from version {}",
         imported.table_version
     );
-    let settings = TrainingSettings {
-        epochs: args.epochs,
-        hierarchy_epochs: 2,
-        min_count: 5,
-        image_size: 48,
-        image_dense: 256,
-        text_dense: 128,
-        batch_size: 32,
-        learning_rate: 2e-3,
-        ..TrainingSettings::default()
-    };
+    let settings =
+        TrainingSettings {
+            backbone: Backbone::MobileNetV2,
+            weights: Some(installed_mobilenet_weights().context(
+                "MobileNetV2's ImageNet weights are not installed: run scripts/setup.sh (or scripts/demo.sh)",
+            )?),
+            image_size: 224,
+            epochs: args.epochs,
+            hierarchy_epochs: 2,
+            min_count: 5,
+            image_dense: 256,
+            text_dense: 128,
+            batch_size: 32,
+            learning_rate: 2e-3,
+            ..TrainingSettings::default()
+        };
     let trainer = FusionTrainer::new("demo").with_settings(settings).with_epoch_log(true);
     let report = TrainJob::new(&table, &bundle)
         .with_snapshot(SnapshotAt::Version(imported.table_version))

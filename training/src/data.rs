@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augmentation;
+use crate::features::{FeatureExtractor, FrozenBackbone, count_failures};
 use crate::{Error, Result};
 
 /// One labelled product.
@@ -168,6 +169,8 @@ pub struct Encoded {
     /// instead of the images (then `images` is empty).
     pub features: Vec<f32>,
     pub feature_dim: usize,
+    /// Rows whose backbone features were found (e.g. in a cache) rather than computed.
+    pub features_reused: usize,
     pub text: Vec<SparseText>,
     pub text_dim: usize,
     pub classes: Vec<usize>,
@@ -193,47 +196,40 @@ impl Encoded {
     }
 }
 
-/// Turns a batch of preprocessed images (`count` images back to back) into backbone features.
-pub type FeatureExtractor<'a> = &'a dyn Fn(&[f32], usize) -> Vec<f32>;
-
-/// Images preprocessed per chunk when only their features are kept.
-const FEATURE_CHUNK: usize = 64;
-
-/// Encodes `rows` (example index, class) with the scoring side's preprocessing. With
-/// `extractor`, only the backbone features of the images are kept (computed chunk by chunk, so
-/// the pixels of the whole table are never in memory at once).
+/// Encodes `rows` (example index, class) with the scoring side's preprocessing. With a frozen
+/// backbone and its extractor, only the backbone features of the images are kept.
 pub fn encode(
     examples: &[Example<'_>],
     rows: &[(usize, usize)],
     image_spec: Option<&ImageSpec>,
     vectorizer: Option<&TextVectorizer>,
-    extractor: Option<(FeatureExtractor<'_>, usize)>,
+    frozen: Option<(&dyn FeatureExtractor, &FrozenBackbone)>,
     progress: &dyn Fn(usize),
 ) -> Result<Encoded> {
     let mut image_failures: BTreeMap<String, usize> = BTreeMap::new();
     let (mut images, mut features, mut feature_dim, mut values_per_image) = (Vec::new(), Vec::new(), 0, 0);
-    if let Some(spec) = image_spec {
-        let preprocessor = ImagePreprocessor::new(spec.clone())?;
-        values_per_image = spec.values_per_image();
-        let chunk_rows = if extractor.is_some() { FEATURE_CHUNK } else { rows.len().max(1) };
-        let mut buffer = vec![0.0f32; chunk_rows * values_per_image];
-        for chunk in rows.chunks(chunk_rows) {
-            let inputs: Vec<Option<&[u8]>> = chunk.iter().map(|&(index, _)| examples[index].image).collect();
-            let slots = &mut buffer[..chunk.len() * values_per_image];
-            for result in preprocessor.preprocess_batch(&inputs, slots) {
+    let mut features_reused = 0;
+    let inputs: Vec<Option<&[u8]>> = rows.iter().map(|&(index, _)| examples[index].image).collect();
+    match (image_spec, frozen) {
+        (Some(_), Some((extractor, backbone))) => {
+            let extracted = extractor.extract(backbone, &inputs, progress)?;
+            image_failures = count_failures(&extracted.failures);
+            features = extracted.values;
+            feature_dim = backbone.dim();
+            features_reused = extracted.reused;
+        }
+        (Some(spec), None) => {
+            let preprocessor = ImagePreprocessor::new(spec.clone())?;
+            values_per_image = spec.values_per_image();
+            images = vec![0.0f32; rows.len() * values_per_image];
+            for result in preprocessor.preprocess_batch(&inputs, &mut images) {
                 if let Err(error) = result {
                     *image_failures.entry(error.to_string()).or_default() += 1;
                 }
             }
-            match extractor {
-                Some((extract, dim)) => {
-                    features.extend(extract(slots, chunk.len()));
-                    feature_dim = dim;
-                }
-                None => images.extend_from_slice(slots),
-            }
-            progress(chunk.len());
+            progress(rows.len());
         }
+        (None, _) => {}
     }
     let text_dim = vectorizer.map_or(0, TextVectorizer::dim);
     let text: Vec<SparseText> = match vectorizer {
@@ -260,6 +256,7 @@ pub fn encode(
         image_spec: image_spec.cloned(),
         features,
         feature_dim,
+        features_reused,
         text,
         text_dim,
         classes: rows.iter().map(|&(_, class)| class).collect(),
@@ -452,6 +449,7 @@ mod tests {
             image_spec: None,
             features: Vec::new(),
             feature_dim: 0,
+            features_reused: 0,
             text,
             text_dim: 4,
             classes,

@@ -11,6 +11,8 @@ pub enum Error {
     NonFiniteLoss { epoch: usize, batch: usize, value: f32, learning_rate: f64 },
     #[error("exporting the trained network to ONNX failed: {0}")]
     Export(String),
+    #[error("computing image features: {0}")]
+    Features(String),
     #[error("backbone weights: {0}")]
     Weights(String),
     #[error("cannot draw the picture: {0}")]

@@ -15,6 +15,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::Result;
+use crate::model::LayeredBackbone;
 
 /// Width of the backbone's output features.
 pub const FEATURES: usize = 1280;
@@ -71,6 +72,10 @@ impl InvertedResidual {
     }
 }
 
+/// Layers in torchvision's `features` numbering: the stem, 17 inverted residual blocks, the 1×1
+/// conv to 1280.
+pub const LAYERS: usize = 19;
+
 /// The feature extractor: stem, 17 inverted residual blocks, 1×1 conv to 1280, global pooling.
 #[derive(Module, Debug)]
 pub struct MobileNetV2 {
@@ -107,11 +112,7 @@ impl MobileNetV2 {
 
     /// `[N, 3, H, W]` ImageNet-normalised images → `[N, 1280]` features.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = relu6(self.stem.forward(images));
-        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
-        let x = relu6(self.head.forward(x));
-        let [batch, channels, _, _] = x.dims();
-        self.pool.forward(x).reshape([batch, channels])
+        self.pool(self.layers(images, 0..LAYERS))
     }
 
     /// Loads torchvision's `mobilenet_v2` weights (its classifier is ignored). A file of another
@@ -146,5 +147,37 @@ impl MobileNetV2 {
             }
         }
         crate::weights::load_torchvision(self, path, "MobileNetV2", &rules)
+    }
+}
+
+impl LayeredBackbone for MobileNetV2 {
+    fn layer_channels() -> Vec<usize> {
+        let blocks = STAGES.iter().flat_map(|&(_, output, repeats, _)| std::iter::repeat_n(output, repeats));
+        std::iter::once(32).chain(blocks).chain(std::iter::once(FEATURES)).collect()
+    }
+
+    fn layer(&self, index: usize, x: Tensor<4>) -> Tensor<4> {
+        match index {
+            0 => relu6(self.stem.forward(x)),
+            18 => relu6(self.head.forward(x)),
+            block => self.blocks[block - 1].forward(x),
+        }
+    }
+
+    fn pool(&self, x: Tensor<4>) -> Tensor<2> {
+        let [batch, channels, _, _] = x.dims();
+        self.pool.forward(x).reshape([batch, channels])
+    }
+
+    fn freeze_first(mut self, count: usize) -> Self {
+        if count > 0 {
+            self.stem = self.stem.no_grad();
+        }
+        self.blocks =
+            self.blocks.into_iter().enumerate().map(|(i, b)| if i + 1 < count { b.no_grad() } else { b }).collect();
+        if count >= LAYERS {
+            self.head = self.head.no_grad();
+        }
+        self
     }
 }

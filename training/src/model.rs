@@ -47,12 +47,38 @@ impl Backbone {
     }
 
     /// Width of the features it hands to the image branch's dense layer.
+    /// Layers a pretrained backbone has (that `trainable_layers` counts from the end); 0 for the
+    /// tiny CNN, which trains whole.
+    pub fn layers(self) -> usize {
+        match self {
+            Self::Tiny => 0,
+            Self::MobileNetV2 => mobilenet::LAYERS,
+            Self::ResNet50 => resnet::LAYERS,
+        }
+    }
+
     pub fn feature_dim(self, tiny_channels: &[usize]) -> usize {
         match self {
             Self::Tiny => tiny_channels.last().copied().unwrap_or(3),
             Self::MobileNetV2 => mobilenet::FEATURES,
             Self::ResNet50 => resnet::FEATURES,
         }
+    }
+}
+
+/// A pretrained backbone as a sequence of layers in torchvision's order, so that the first
+/// ones can stay frozen (their output computed once and cached) while the last ones train.
+pub trait LayeredBackbone: Sized {
+    /// Output channels of each layer.
+    fn layer_channels() -> Vec<usize>;
+    fn layer(&self, index: usize, x: Tensor<4>) -> Tensor<4>;
+    /// Global average pooling to `[N, channels]`.
+    fn pool(&self, x: Tensor<4>) -> Tensor<2>;
+    /// Stops gradients in the first `count` layers.
+    fn freeze_first(self, count: usize) -> Self;
+
+    fn layers(&self, x: Tensor<4>, range: std::ops::Range<usize>) -> Tensor<4> {
+        range.fold(x, |x, index| self.layer(index, x))
     }
 }
 
@@ -77,6 +103,9 @@ pub struct FusionModelConfig {
     /// Width of the text branch's two dense layers.
     #[config(default = 256)]
     pub text_dense: usize,
+    /// The last layers of a pretrained backbone that train; the others stay frozen.
+    #[config(default = 0)]
+    pub trainable_layers: usize,
     /// Dropout before the output layer (training only).
     #[config(default = 0.3)]
     pub dropout: f64,
@@ -102,6 +131,8 @@ pub struct ImageBranch {
     tiny: Option<TinyCnn>,
     mobilenet: Option<MobileNetV2>,
     resnet: Option<ResNet50>,
+    /// The last backbone layers that train (pretrained backbones only).
+    trainable_layers: usize,
     dense: Linear,
 }
 
@@ -128,7 +159,13 @@ impl FusionModelConfig {
                 Backbone::ResNet50 => (None, None, Some(ResNet50::new(device))),
             };
             let features = self.backbone.feature_dim(&self.backbone_channels);
-            ImageBranch { tiny, mobilenet, resnet, dense: LinearConfig::new(features, self.image_dense).init(device) }
+            ImageBranch {
+                tiny,
+                mobilenet,
+                resnet,
+                trainable_layers: self.trainable_layers.min(self.backbone.layers()),
+                dense: LinearConfig::new(features, self.image_dense).init(device),
+            }
         });
         let text = (self.text_dim > 0).then(|| TextBranch {
             first: LinearConfig::new(self.text_dim, self.text_dense).init(device),
@@ -174,12 +211,50 @@ impl TinyCnn {
 }
 
 impl ImageBranch {
+    /// The whole backbone: images → pooled features.
     fn backbone(&self, images: Tensor<4>) -> Tensor<2> {
         match (&self.tiny, &self.mobilenet, &self.resnet) {
             (Some(tiny), _, _) => tiny.forward(images),
             (None, Some(mobilenet), _) => mobilenet.forward(images),
             (None, None, Some(resnet)) => resnet.forward(images),
             (None, None, None) => unreachable!("an image branch is built with one backbone"),
+        }
+    }
+
+    /// The frozen part: images → pooled features when the whole backbone is frozen, else the
+    /// output of its frozen layers flattened to `[N, C·H·W]`.
+    fn frozen_part(&self, images: Tensor<4>) -> Tensor<2> {
+        fn part<B: LayeredBackbone>(backbone: &B, images: Tensor<4>, trainable: usize) -> Tensor<2> {
+            let layers = B::layer_channels().len();
+            if trainable == 0 {
+                return backbone.pool(backbone.layers(images, 0..layers));
+            }
+            backbone.layers(images, 0..layers - trainable).flatten(1, 3)
+        }
+        match (&self.mobilenet, &self.resnet) {
+            (Some(mobilenet), _) => part(mobilenet, images, self.trainable_layers),
+            (None, Some(resnet)) => part(resnet, images, self.trainable_layers),
+            (None, None) => self.backbone(images),
+        }
+    }
+
+    /// The trained part of a pretrained backbone: [`Self::frozen_part`]'s output → pooled features.
+    fn trained_part(&self, frozen: Tensor<2>) -> Tensor<2> {
+        fn part<B: LayeredBackbone>(backbone: &B, frozen: Tensor<2>, trainable: usize) -> Tensor<2> {
+            let channels = B::layer_channels();
+            let first = channels.len() - trainable;
+            let [batch, width] = frozen.dims();
+            let input_channels = first.checked_sub(1).map_or(3, |previous| channels[previous]);
+            // Square images give square maps.
+            let side = ((width / input_channels) as f64).sqrt().round() as usize;
+            let map = frozen.reshape([batch, input_channels, side, side]);
+            backbone.pool(backbone.layers(map, first..channels.len()))
+        }
+        match (self.trainable_layers, &self.mobilenet, &self.resnet) {
+            (0, _, _) => frozen,
+            (trainable, Some(mobilenet), _) => part(mobilenet, frozen, trainable),
+            (trainable, None, Some(resnet)) => part(resnet, frozen, trainable),
+            _ => frozen,
         }
     }
 }
@@ -191,16 +266,27 @@ impl FusionModel {
             (Some(branch), Some(images)) => Some(branch.backbone(images)),
             _ => None,
         };
-        self.forward_features(features, text)
+        self.fuse(features, text)
     }
 
-    /// Backbone features `[N, F]` of the images, e.g. to cache those of a frozen backbone.
+    /// Output `[N, F]` of the backbone's frozen layers (pooled when all are frozen), e.g. to
+    /// cache it: [`Self::forward_features`] takes it instead of the images.
     pub fn image_features(&self, images: Tensor<4>) -> Option<Tensor<2>> {
-        self.image.as_ref().map(|branch| branch.backbone(images))
+        self.image.as_ref().map(|branch| branch.frozen_part(images))
     }
 
-    /// Logits from backbone features instead of images (the rest of the network as in `forward`).
+    /// Logits from [`Self::image_features`] instead of images (the rest of the network as in
+    /// `forward`).
     pub fn forward_features(&self, image_features: Option<Tensor<2>>, text: Option<Tensor<2>>) -> Tensor<2> {
+        let features = match (&self.image, image_features) {
+            (Some(branch), Some(frozen)) => Some(branch.trained_part(frozen)),
+            _ => None,
+        };
+        self.fuse(features, text)
+    }
+
+    /// The image branch's dense layer on pooled backbone features, the text branch, the head.
+    fn fuse(&self, image_features: Option<Tensor<2>>, text: Option<Tensor<2>>) -> Tensor<2> {
         let mut parts = Vec::with_capacity(2);
         if let (Some(branch), Some(features)) = (&self.image, image_features) {
             parts.push(relu(branch.dense.forward(features)));
@@ -220,18 +306,59 @@ impl FusionModel {
         self.text.is_some()
     }
 
-    /// Loads torchvision weights into the pretrained backbone and freezes it (no gradients).
+    /// Loads torchvision weights into the pretrained backbone and freezes (no gradients) all
+    /// but its last `trainable_layers`.
     pub fn load_backbone_weights(&mut self, path: &Path) -> Result<()> {
         let branch = self.image.as_mut().ok_or_else(|| Error::Weights("the model has no image branch".into()))?;
+        let trainable = branch.trainable_layers;
         if let Some(mobilenet) = &mut branch.mobilenet {
             mobilenet.load_torchvision(path)?;
-            *mobilenet = mobilenet.clone().no_grad();
+            *mobilenet = mobilenet.clone().freeze_first(mobilenet::LAYERS - trainable);
         } else if let Some(resnet) = &mut branch.resnet {
             resnet.load_torchvision(path)?;
-            *resnet = resnet.clone().no_grad();
+            *resnet = resnet.clone().freeze_first(resnet::LAYERS - trainable);
         } else {
             return Err(Error::Weights("the tiny CNN is trained from scratch and takes no weights".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// Cached frozen output + trained layers = the whole backbone, wherever the split is.
+    #[test]
+    fn the_frozen_and_trained_parts_compose_to_the_whole_network() {
+        let device = Device::default();
+        let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &device);
+        let text = Tensor::<2>::random([2, 5], Distribution::Default, &device);
+        for (backbone, trainable) in
+            [(Backbone::MobileNetV2, 0), (Backbone::MobileNetV2, 1), (Backbone::MobileNetV2, 4)]
+        {
+            let model = FusionModelConfig::new(3, 5)
+                .with_backbone(backbone)
+                .with_trainable_layers(trainable)
+                .init(&device.clone().autodiff())
+                .valid();
+            let whole = model.forward(Some(images.clone()), Some(text.clone()));
+            let frozen = model.image_features(images.clone()).expect("an image branch");
+            let expected_width = if trainable == 0 { mobilenet::FEATURES } else { frozen.dims()[1] };
+            assert_eq!(frozen.dims(), [2, expected_width]);
+            let split = model.forward_features(Some(frozen), Some(text.clone()));
+            let diff = (whole - split).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "{backbone:?} with {trainable} trainable layers: max diff {diff}");
+        }
+    }
+
+    #[test]
+    fn layer_lists_match_torchvision() {
+        assert_eq!(<MobileNetV2 as LayeredBackbone>::layer_channels().len(), mobilenet::LAYERS);
+        assert_eq!(<ResNet50 as LayeredBackbone>::layer_channels().len(), resnet::LAYERS);
+        assert_eq!(<MobileNetV2 as LayeredBackbone>::layer_channels()[17], 320);
+        assert_eq!(<ResNet50 as LayeredBackbone>::layer_channels()[16], resnet::FEATURES);
     }
 }

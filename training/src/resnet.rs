@@ -13,6 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::Result;
+use crate::model::LayeredBackbone;
 
 /// Width of the backbone's output features.
 pub const FEATURES: usize = 2048;
@@ -120,13 +121,11 @@ impl ResNet50 {
 
     /// `[N, 3, H, W]` ImageNet-normalised images → `[N, 2048]` features.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
-        let x = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
-            .into_iter()
-            .flatten()
-            .fold(x, |x, block| block.forward(x));
-        let [batch, channels, _, _] = x.dims();
-        self.pool.forward(x).reshape([batch, channels])
+        self.pool(self.layers(images, 0..LAYERS))
+    }
+
+    fn bottlenecks(&self) -> impl Iterator<Item = &Bottleneck> {
+        [&self.layer1, &self.layer2, &self.layer3, &self.layer4].into_iter().flatten()
     }
 
     /// Loads torchvision's `resnet50` weights (its `fc` is ignored).
@@ -134,5 +133,44 @@ impl ResNet50 {
         let rules = [(r"\.downsample\.0\.", ".downsample.conv."), (r"\.downsample\.1\.", ".downsample.norm.")]
             .map(|(from, to)| (from.to_string(), to.to_string()));
         crate::weights::load_torchvision(self, path, "ResNet-50", &rules)
+    }
+}
+
+/// Layers: the stem (conv, norm, ReLU, max pool), then the 16 bottlenecks in order.
+pub const LAYERS: usize = 17;
+
+impl LayeredBackbone for ResNet50 {
+    fn layer_channels() -> Vec<usize> {
+        let blocks = STAGES.iter().flat_map(|&(width, blocks)| std::iter::repeat_n(width * 4, blocks));
+        std::iter::once(64).chain(blocks).collect()
+    }
+
+    fn layer(&self, index: usize, x: Tensor<4>) -> Tensor<4> {
+        match index {
+            0 => self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x)))),
+            block => self.bottlenecks().nth(block - 1).expect("a bottleneck index").forward(x),
+        }
+    }
+
+    fn pool(&self, x: Tensor<4>) -> Tensor<2> {
+        let [batch, channels, _, _] = x.dims();
+        self.pool.forward(x).reshape([batch, channels])
+    }
+
+    fn freeze_first(mut self, count: usize) -> Self {
+        if count > 0 {
+            self.conv1 = self.conv1.no_grad();
+            self.bn1 = self.bn1.no_grad();
+        }
+        let mut index = 1;
+        for stage in [&mut self.layer1, &mut self.layer2, &mut self.layer3, &mut self.layer4] {
+            for block in stage.iter_mut() {
+                if index < count {
+                    *block = block.clone().no_grad();
+                }
+                index += 1;
+            }
+        }
+        self
     }
 }

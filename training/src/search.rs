@@ -29,6 +29,8 @@ pub struct SearchSpace {
     pub max_count: Vec<Option<usize>>,
     /// Multiplies every augmentation strength of the base settings.
     pub augmentation_scale: Vec<f32>,
+    /// Last layers of a pretrained backbone that train (each value caches its own features).
+    pub trainable_layers: Vec<usize>,
 }
 
 impl SearchSpace {
@@ -41,10 +43,11 @@ impl SearchSpace {
             weight_decay: vec![0.0, 1e-4, 1e-3],
             max_count: vec![None],
             augmentation_scale: vec![0.5, 1.0, 1.5],
+            trainable_layers: Vec::new(),
         }
     }
 
-    fn dimensions(&self) -> [usize; 6] {
+    fn dimensions(&self) -> [usize; 7] {
         [
             self.dropout.len(),
             self.batch_size.len(),
@@ -52,6 +55,7 @@ impl SearchSpace {
             self.weight_decay.len(),
             self.max_count.len(),
             self.augmentation_scale.len(),
+            self.trainable_layers.len(),
         ]
         .map(|n| n.max(1))
     }
@@ -92,6 +96,9 @@ impl SearchSpace {
             a.zoom *= scale;
             a.channel_shift *= scale;
         }
+        if let Some(&v) = self.trainable_layers.get(pick(self.trainable_layers.len())) {
+            settings.trainable_layers = v;
+        }
         settings
     }
 }
@@ -114,6 +121,7 @@ pub struct Trial {
     pub weight_decay: f32,
     pub max_count: Option<usize>,
     pub rotation_degrees: f32,
+    pub trainable_layers: usize,
     pub validation_top1: f64,
     pub validation_hierarchy_win: f64,
     pub validation_level_1: f64,
@@ -143,8 +151,8 @@ impl SearchReport {
         let mut rows: Vec<&Trial> = self.trials.iter().collect();
         rows.sort_by(|a, b| b.validation_top1.total_cmp(&a.validation_top1));
         let mut out = String::from(
-            "| trial | dropout | batch | learning rate | weight decay | max count | rotation ° | top-1 | hierarchy win | level 1 | seconds |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| trial | dropout | batch | learning rate | weight decay | max count | rotation ° | trainable layers | top-1 | hierarchy win | level 1 | seconds |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for t in rows {
             let max_count = t.max_count.map_or("-".to_string(), |m| m.to_string());
@@ -153,7 +161,7 @@ impl SearchReport {
                 None => format!("{:.4}", t.validation_top1),
             };
             out.push_str(&format!(
-                "| {}{} | {} | {} | {:e} | {:e} | {max_count} | {:.1} | {top1} | {:.4} | {:.4} | {:.0} |\n",
+                "| {}{} | {} | {} | {:e} | {:e} | {max_count} | {:.1} | {} | {top1} | {:.4} | {:.4} | {:.0} |\n",
                 t.trial,
                 if t.trial == self.trials[self.best].trial { " (kept)" } else { "" },
                 t.dropout,
@@ -161,6 +169,7 @@ impl SearchReport {
                 t.learning_rate,
                 t.weight_decay,
                 t.rotation_degrees,
+                t.trainable_layers,
                 t.validation_hierarchy_win,
                 t.validation_level_1,
                 t.seconds
@@ -204,6 +213,10 @@ impl HyperparameterSearch {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    pub fn space(&self) -> &SearchSpace {
+        &self.space
     }
 
     fn plan(&self) -> Vec<usize> {
@@ -256,6 +269,7 @@ impl HyperparameterSearch {
                 weight_decay: settings.weight_decay,
                 max_count: settings.max_count,
                 rotation_degrees: settings.augmentation.rotation_degrees,
+                trainable_layers: settings.trainable_layers,
                 validation_top1: metrics.as_ref().map_or(0.0, |m| m.top1),
                 validation_hierarchy_win: metrics.as_ref().map_or(0.0, |m| m.hierarchy_win),
                 validation_level_1: metrics.as_ref().and_then(|m| m.per_level.first().copied()).unwrap_or(0.0),

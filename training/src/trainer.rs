@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 use burn_onnx::export::OnnxExporter;
 use indicatif::ProgressBar;
 use lakecat_core::onnx::graph_io_names;
@@ -31,9 +32,8 @@ use serde::Serialize;
 
 use crate::augment::Augmentation;
 use crate::calibration::{fit_temperature, negative_log_likelihood};
-use crate::data::{
-    Encoded, Example, FeatureExtractor, FusionBatch, FusionBatcher, Sample, Split, balance, encode, label_examples,
-};
+use crate::data::{Encoded, Example, FusionBatch, FusionBatcher, Sample, Split, balance, encode, label_examples};
+use crate::features::{BurnFeatures, FeatureExtractor, FrozenBackbone};
 use crate::loss::{Hierarchy, cross_entropy, hierarchical_loss, one_hot};
 use crate::metrics::{Metrics, Scored, ranked};
 use crate::model::{Backbone, FusionModel, FusionModelConfig};
@@ -49,6 +49,9 @@ pub struct TrainingSettings {
     pub use_images: bool,
     pub use_text: bool,
     pub backbone_channels: Vec<usize>,
+    /// The last layers of a pretrained backbone that are trained; the others stay frozen
+    /// (their output is computed once per image and cached). 0: the whole backbone is frozen.
+    pub trainable_layers: usize,
     pub image_dense: usize,
     pub text_dense: usize,
     pub dropout: f64,
@@ -57,6 +60,7 @@ pub struct TrainingSettings {
     pub hierarchy_weight: f32,
     pub batch_size: usize,
     pub learning_rate: f64,
+    pub learning_rate_schedule: LearningRateSchedule,
     pub weight_decay: f32,
     /// Categories with fewer labelled rows are merged into their parent (or dropped).
     pub min_count: u64,
@@ -67,6 +71,8 @@ pub struct TrainingSettings {
     pub smote_neighbours: usize,
     pub min_document_count: usize,
     pub max_terms: usize,
+    /// 1: words; 2: words and pairs of adjacent words ("casual shoes" vs "sports shoes").
+    pub text_ngrams: usize,
     pub split: Split,
     pub seed: u64,
 }
@@ -80,6 +86,7 @@ impl Default for TrainingSettings {
             use_images: true,
             use_text: true,
             backbone_channels: vec![16, 32, 64],
+            trainable_layers: 0,
             image_dense: 1024,
             text_dense: 256,
             dropout: 0.3,
@@ -88,6 +95,7 @@ impl Default for TrainingSettings {
             hierarchy_weight: 1.0,
             batch_size: 64,
             learning_rate: 1e-3,
+            learning_rate_schedule: LearningRateSchedule::Cosine,
             weight_decay: 1e-4,
             min_count: 10,
             drop_small_categories: false,
@@ -96,8 +104,33 @@ impl Default for TrainingSettings {
             smote_neighbours: 5,
             min_document_count: 2,
             max_terms: 20_000,
+            text_ngrams: 1,
             split: Split::default(),
             seed: 42,
+        }
+    }
+}
+
+/// How the learning rate changes over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearningRateSchedule {
+    Constant,
+    /// From the learning rate down to a hundredth of it along a half cosine over all batches:
+    /// large steps first, small ones when the model is nearly there (steadier final epochs).
+    Cosine,
+}
+
+impl LearningRateSchedule {
+    /// The learning rate of step `step` (from 0) of `total` steps.
+    pub fn at(self, learning_rate: f64, step: usize, total: usize) -> f64 {
+        match self {
+            Self::Constant => learning_rate,
+            Self::Cosine => {
+                let floor = learning_rate / 100.0;
+                let progress = step as f64 / total.max(1) as f64;
+                floor + 0.5 * (learning_rate - floor) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
         }
     }
 }
@@ -111,6 +144,8 @@ pub struct FusionTrainer {
     training: Option<TrainingSource>,
     progress: ProgressBar,
     epoch_log: bool,
+    /// Runs a frozen backbone over the images (default: burn).
+    features: Arc<dyn FeatureExtractor>,
 }
 
 /// One epoch of the schedule.
@@ -155,6 +190,8 @@ pub struct TrainingReport {
     /// Reason → rows whose image could not be decoded (trained on their text alone).
     pub image_failures: BTreeMap<String, usize>,
     pub times: PhaseTimes,
+    /// Rows whose frozen-backbone features were reused (e.g. from a cache) instead of computed.
+    pub features_reused: usize,
 }
 
 impl TrainingReport {
@@ -172,6 +209,7 @@ impl TrainingReport {
             "skipped": self.skipped,
             "image_failures": self.image_failures,
             "times": self.times,
+            "features_reused": self.features_reused,
             "history": self.history,
         })
     }
@@ -186,6 +224,7 @@ impl FusionTrainer {
             training: None,
             progress: ProgressBar::hidden(),
             epoch_log: false,
+            features: Arc::new(BurnFeatures),
         }
     }
 
@@ -219,6 +258,12 @@ impl FusionTrainer {
     /// Prints a line per epoch (above the progress bar, or on standard error without one).
     pub fn with_epoch_log(mut self, log: bool) -> Self {
         self.epoch_log = log;
+        self
+    }
+
+    /// Computes (or looks up) a frozen pretrained backbone's image features with `extractor`.
+    pub fn with_feature_extractor(mut self, extractor: Arc<dyn FeatureExtractor>) -> Self {
+        self.features = extractor;
         self
     }
 
@@ -257,6 +302,17 @@ impl FusionTrainer {
         }
         if !(0.0..1.0).contains(&s.split.validation_fraction) {
             return refuse("the validation fraction must be in [0, 1)");
+        }
+        if s.trainable_layers > s.backbone.layers() {
+            return Err(Error::Setting(match s.backbone {
+                Backbone::Tiny => {
+                    "the tiny CNN always trains whole; trainable layers apply to pretrained backbones".into()
+                }
+                backbone => format!("{backbone:?} has {} layers; train at most that many", backbone.layers()),
+            }));
+        }
+        if !(1..=2).contains(&s.text_ngrams) {
+            return refuse("text n-grams must be 1 (words) or 2 (words and word pairs)");
         }
         if s.use_images && (s.image_size < 8 || s.backbone_channels.is_empty()) {
             return refuse("images need a size of at least 8 and at least one backbone layer");
@@ -301,7 +357,7 @@ impl FusionTrainer {
                 })
                 .collect();
             Some(TextVectorizer::fit(
-                TextSpec::with_defaults(),
+                TextSpec { max_ngram: s.text_ngrams, ..TextSpec::with_defaults() },
                 texts.iter().map(String::as_str),
                 s.min_document_count,
                 s.max_terms,
@@ -324,44 +380,49 @@ impl FusionTrainer {
             .with_backbone(s.backbone)
             .with_use_images(s.use_images)
             .with_backbone_channels(s.backbone_channels.clone())
+            .with_trainable_layers(s.trainable_layers)
             .with_image_dense(s.image_dense)
             .with_text_dense(s.text_dense)
             .with_dropout(s.dropout)
             .init(&device);
         let cache_features = s.use_images && s.backbone.is_pretrained();
-        if cache_features {
-            let weights = s.weights.as_deref().ok_or_else(|| {
-                Error::Weights(format!(
-                    "the {:?} backbone needs pretrained weights (--weights; scripts/setup.sh installs MobileNetV2's)",
-                    s.backbone
-                ))
-            })?;
-            // Frozen: its features are computed once below and it is never updated.
+        // A frozen pretrained backbone is run once per image, not once per epoch.
+        let frozen = cache_features.then(|| FrozenBackbone::load(s)).transpose()?;
+        if let Some(weights) = s.weights.as_deref().filter(|_| cache_features) {
+            // Loaded into the trained network too, for the export; never updated.
             model.load_backbone_weights(weights)?;
         }
-        // A frozen pretrained backbone is run once per image here, not once per epoch.
-        let frozen = model.valid();
-        let plain_device = Device::default();
-        let extract = |pixels: &[f32], count: usize| -> Vec<f32> {
-            let spec = image_spec.as_ref().expect("features are extracted only for image models");
-            let images =
-                Tensor::<4>::from_data(TensorData::new(pixels.to_vec(), spec.tensor_shape(count)), &plain_device);
-            frozen.image_features(images).map(values::<2, _, f32>).unwrap_or_default()
-        };
-        let extractor: Option<(FeatureExtractor<'_>, usize)> =
-            cache_features.then_some((&extract, s.backbone.feature_dim(&s.backbone_channels)));
         self.progress.set_length(rows.len() as u64);
         self.log(&format!(
             "encoding {} rows ({})",
             rows.len(),
-            if cache_features { "images through the frozen backbone, once" } else { "images and text" }
+            match &frozen {
+                Some(backbone) => format!(
+                    "images through the frozen {:?} backbone once, with {}",
+                    backbone.backbone(),
+                    self.features.describe()
+                ),
+                None => "images and text".into(),
+            }
         ));
+        let extractor = frozen.as_ref().map(|backbone| (&*self.features, backbone));
         let data = encode(examples, &rows, image_spec.as_ref(), vectorizer.as_ref(), extractor, &|n| {
             self.progress.inc(n as u64)
         })?;
         drop(frozen);
         let encode_seconds = started.elapsed().as_secs_f64();
-        self.log(&format!("encoded in {encode_seconds:.0} s"));
+        self.log(&format!(
+            "encoded in {encode_seconds:.0} s{}",
+            if cache_features {
+                format!(
+                    " ({} image features reused, {} computed)",
+                    data.features_reused,
+                    rows.len() - data.features_reused
+                )
+            } else {
+                String::new()
+            }
+        ));
 
         let samples = match s.max_count {
             Some(max_count) => balance(&data, &train_rows, max_count, s.smote_neighbours, s.seed),
@@ -378,6 +439,8 @@ impl FusionTrainer {
         self.progress.set_length((epochs * batches_per_epoch) as u64);
         self.progress.set_position(0);
         let validation_labels: Vec<usize> = validation_rows.iter().map(|&row| data.classes[row]).collect();
+        let total_steps = epochs * batches_per_epoch;
+        let mut step = 0;
         let training_started = Instant::now();
         let mut validation_logits = Vec::new();
         for epoch in 0..epochs {
@@ -408,7 +471,8 @@ impl FusionTrainer {
                 let predicted = values::<2, _, i64>(logits.clone().argmax(1));
                 correct += predicted.iter().zip(&classes_of_batch).filter(|(p, c)| **p as usize == **c).count();
                 let gradients = GradientsParams::from_grads(loss.backward(), &model);
-                model = optimizer.step(s.learning_rate, model, gradients);
+                model = optimizer.step(s.learning_rate_schedule.at(s.learning_rate, step, total_steps), model, gradients);
+                step += 1;
                 self.progress.inc(1);
             }
             let seconds = epoch_started.elapsed().as_secs_f64();
@@ -457,7 +521,7 @@ impl FusionTrainer {
         let mut builder =
             BundleBuilder::new(&self.name, labelled.taxonomy.clone(), classes.clone(), exported.model, exported.output)
                 .with_temperature(temperature as f32)
-                .with_hyperparameter("trainer", "burn FusionModel (tiny CNN image branch + two-layer text branch)")
+                .with_hyperparameter("trainer", describe_network(s))
                 .with_metric("validation_top1", validation.top1)
                 .with_metric("validation_hierarchy_win", validation.hierarchy_win)
                 .with_metric("validation_fallback", validation.fallback)
@@ -499,8 +563,21 @@ impl FusionTrainer {
                 train_samples_per_second: (train_samples_per_epoch * epochs) as f64 / train_seconds.max(1e-9),
                 export_seconds,
             },
+            features_reused: data.features_reused,
         })
     }
+}
+
+/// The network in words, for the manifest.
+fn describe_network(s: &TrainingSettings) -> String {
+    let image = match (s.use_images, s.backbone) {
+        (false, _) => None,
+        (true, Backbone::Tiny) => Some(format!("tiny CNN image branch ({} px)", s.image_size)),
+        (true, backbone) => Some(format!("frozen {backbone:?} image branch ({} px)", s.image_size)),
+    };
+    let text = s.use_text.then(|| "two-layer text branch".to_string());
+    let parts: Vec<String> = image.into_iter().chain(text).collect();
+    format!("burn FusionModel ({})", parts.join(" + "))
 }
 
 /// Logits of `rows`, `[rows, classes]` row-major, in inference mode.
@@ -516,7 +593,9 @@ fn predict_logits(model: &FusionModel, batcher: &FusionBatcher<'_>, rows: &[usiz
 }
 
 /// A tensor's values as `E`, whatever element type the backend computed them in.
-fn values<const D: usize, K: burn::tensor::kind::Basic, E: burn::tensor::Element>(tensor: Tensor<D, K>) -> Vec<E> {
+pub(crate) fn values<const D: usize, K: burn::tensor::kind::Basic, E: burn::tensor::Element>(
+    tensor: Tensor<D, K>,
+) -> Vec<E> {
     tensor.into_data().convert::<E>().try_into_vec::<E>().expect("converted to the requested element type")
 }
 
@@ -547,7 +626,7 @@ pub struct Exported {
 
 /// Batch size of the export trace. The batch axis is made symbolic afterwards
 /// ([`dynamic_batch`]); a prime no layer width uses keeps batch-derived dimensions recognisable.
-const TRACE_BATCH: usize = 13;
+pub(crate) const TRACE_BATCH: usize = 13;
 
 /// Exports `model` to ONNX with a dynamic batch axis. burn-onnx names graph inputs itself; they
 /// are read back from the file (in the order given: image, then text).
@@ -584,7 +663,7 @@ pub fn export_onnx(model: &FusionModel, image: Option<&ImageSpec>, text_dim: usi
 /// output, and `-1` (inferred) in the first entry of each Reshape target that starts with it
 /// (the reshapes of activations, which keep the batch first; those of weights start with 1). Intermediate shape annotations are dropped; ONNX Runtime
 /// infers them.
-fn dynamic_batch(model: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn dynamic_batch(model: &[u8]) -> Result<Vec<u8>> {
     use onnx_ir::Message;
     let fail = |what: String| Error::Export(format!("making the batch axis dynamic: {what}"));
     let mut proto = onnx_ir::ModelProto::parse_from_bytes(model).map_err(|error| fail(error.to_string()))?;
@@ -634,6 +713,16 @@ mod tests {
             .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
             .unwrap();
         bytes
+    }
+
+    #[test]
+    fn the_cosine_schedule_falls_from_the_learning_rate_to_a_hundredth() {
+        let at = |step| LearningRateSchedule::Cosine.at(0.01, step, 100);
+        assert_eq!(at(0), 0.01);
+        assert!((at(50) - 0.00505).abs() < 1e-12);
+        assert!((at(100) - 0.0001).abs() < 1e-12);
+        assert!((1..100).all(|step| at(step) < at(step - 1)));
+        assert_eq!(LearningRateSchedule::Constant.at(0.01, 70, 100), 0.01);
     }
 
     fn quick() -> TrainingSettings {
