@@ -2,6 +2,7 @@
 text.json, taxonomy.json, manifest.json) and turning images, texts and logits into the same
 output as `categorize` (leaf id, confidence, every level), as a Python engineer would write it
 with Pillow, numpy, scikit-learn's CountVectorizer and one onnxruntime session."""
+import argparse
 import io
 import json
 import os
@@ -13,6 +14,16 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "triangle": Image.BILINEAR,
             "catmull_rom": Image.BICUBIC, "bicubic": Image.BICUBIC, "lanczos3": Image.LANCZOS}
+
+
+def pipeline_args():
+    """The arguments every pipeline takes: --table T --bundle B --output O [--batch 64]."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--batch", type=int, default=64)
+    return parser.parse_args()
 
 
 class Bundle:

@@ -4,22 +4,15 @@ normalises, vectorises the text and calls onnxruntime; Daft writes the Delta tab
 
     python benches/compare/daft_pipeline.py --table T --bundle B --output O [--batch 64]
 """
-import argparse
-
 import daft
 import numpy as np
 from daft import DataType, col
 
-from bundle import Bundle
+from bundle import Bundle, pipeline_args
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--bundle", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--batch", type=int, default=64)
-    args = parser.parse_args()
+    args = pipeline_args()
     probe = Bundle(args.bundle)
     depth = probe.depth
     result = DataType.struct({"category_id": DataType.int64(), "confidence": DataType.float64(),

@@ -3,21 +3,14 @@ one onnxruntime session (ONNX Runtime parallelises each call over the cores).
 
     python benches/compare/reference.py --table T --bundle B --output O [--batch 64]
 """
-import argparse
-
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from bundle import Bundle
+from bundle import Bundle, pipeline_args
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--table", required=True)
-    parser.add_argument("--bundle", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--batch", type=int, default=64)
-    args = parser.parse_args()
+    args = pipeline_args()
     bundle = Bundle(args.bundle)
     dataset = DeltaTable(args.table).to_pyarrow_dataset()
     columns = ["product_id", "image", "title", "description"]
