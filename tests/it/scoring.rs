@@ -208,3 +208,24 @@ async fn named_models_and_an_unknown_name() {
     let error = session().await.ctx.sql("SELECT categorize('nope', NULL, 'x', NULL)").await.unwrap_err().to_string();
     assert!(error.contains("no model named \"nope\" is loaded (loaded: baseline, text_only)"), "{error}");
 }
+
+/// Selecting several fields of `categorize`'s struct (and filtering on one) must run the model
+/// once per row, not once per field: DataFusion 55's leaf-expression pushdown would inline the
+/// call into every `get_field` (see `lakecat_udfs::config::session_config`).
+#[tokio::test]
+async fn categorize_runs_once_however_many_fields_are_selected() {
+    let ctx = session().await.ctx;
+    for sql in [
+        "SELECT product_id, c.category_id, c.category, c.level_1, c.level_2, c.confidence
+         FROM (SELECT product_id, categorize(image, title, description) AS c FROM products)",
+        "SELECT c.category, c.confidence
+         FROM (SELECT categorize(image, title, description) AS c FROM products)
+         WHERE c.confidence > 0.5 AND c.level_1 = 'Apparel'",
+        "WITH scored AS (SELECT product_id, categorize(image, title, description) AS c FROM products)
+         SELECT product_id, c.category, c.confidence FROM scored WHERE c.error IS NULL ORDER BY c.confidence",
+    ] {
+        let plan = ctx.sql(sql).await.expect("plans").create_physical_plan().await.expect("physical plan");
+        let text = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+        assert_eq!(text.matches("categorize(").count(), 1, "categorize evaluated more than once:\n{text}");
+    }
+}

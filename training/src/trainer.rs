@@ -471,7 +471,8 @@ impl FusionTrainer {
                 let predicted = values::<2, _, i64>(logits.clone().argmax(1));
                 correct += predicted.iter().zip(&classes_of_batch).filter(|(p, c)| **p as usize == **c).count();
                 let gradients = GradientsParams::from_grads(loss.backward(), &model);
-                model = optimizer.step(s.learning_rate_schedule.at(s.learning_rate, step, total_steps), model, gradients);
+                model =
+                    optimizer.step(s.learning_rate_schedule.at(s.learning_rate, step, total_steps), model, gradients);
                 step += 1;
                 self.progress.inc(1);
             }

@@ -31,7 +31,11 @@ pub struct CategorizeUdf {
 impl CategorizeUdf {
     pub fn new(models: Arc<ModelRegistry>) -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Immutable),
+            // Volatile, although a bundle is deterministic: the result depends on images fetched
+            // from outside, and DataFusion pushes a filter on a non-volatile projection column
+            // below it by inlining the call, which would run the model twice per row for
+            // `WHERE c.confidence < 0.5`.
+            signature: Signature::user_defined(Volatility::Volatile),
             models: SharedModels::new(models),
             fetcher: ImageFetcher::default(),
         }
@@ -158,7 +162,9 @@ impl ScalarUDFImpl for CategorizeUdf {
                  lakecat.confidence_threshold), model (name@fingerprint) and error. A row that \
                  cannot be scored keeps its place with NULL predictions and error = 'stage: reason' \
                  (stage is input, fetch, decode, text or inference); the query never fails because \
-                 of one row. A row with no image is scored from its text.",
+                 of one row. A row with no image is scored from its text. Each call runs the \
+                 model: call it once in a subquery or CTE and read the fields of its result, as in \
+                 the example, rather than once per field.",
                 "categorize([model,] image, title, description)",
             )
             .with_argument("model", MODEL_ARGUMENT_DOC)

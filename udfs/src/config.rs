@@ -45,6 +45,14 @@ impl LakecatOptions {
 
 /// A session config with lakecat's settings registered and `information_schema` enabled (where
 /// the functions' documentation is listed).
+///
+/// Leaf-expression pushdown is off: in DataFusion 55 it rewrites
+/// `SELECT c.a, c.b FROM (SELECT categorize(…) AS c …)` into one `get_field(categorize(…))` per
+/// field, so the model runs once per field selected (apache/datafusion#23655, fixed upstream by
+/// #23691). Its gain, reading one field of a struct column from Parquet, is small next to that.
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new().with_information_schema(true).with_option_extension(LakecatOptions::default())
+    let mut config =
+        SessionConfig::new().with_information_schema(true).with_option_extension(LakecatOptions::default());
+    config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
+    config
 }
