@@ -200,24 +200,18 @@ impl ImagePreprocessor {
             return Err(ImageError::Empty);
         }
         let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat(hex_prefix(bytes)))?;
-        let format_name = format_name(format);
-        let reader = ImageReader::with_format(Cursor::new(bytes), format);
-        let (width, height) = reader.into_dimensions().map_err(|error| decode_error(format_name, error))?;
-        let pixels = u64::from(width) * u64::from(height);
-        if pixels > self.spec.max_pixels {
-            return Err(ImageError::TooManyPixels { width, height, pixels, limit: self.spec.max_pixels });
-        }
         if format == ImageFormat::Jpeg {
             if !jpeg_has_end_marker(bytes) {
                 return Err(ImageError::Truncated("JPEG"));
             }
-            if width >= 2 * self.spec.width
-                && height >= 2 * self.spec.height
-                && let Some(rgb) = self.decode_jpeg_downscaled(bytes)
-            {
+            if let Some(rgb) = self.decode_jpeg_downscaled(bytes)? {
                 return Ok(rgb);
             }
         }
+        let format_name = format_name(format);
+        let reader = ImageReader::with_format(Cursor::new(bytes), format);
+        let (width, height) = reader.into_dimensions().map_err(|error| decode_error(format_name, error))?;
+        self.check_pixels(width, height)?;
         let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(self.spec.max_pixels.saturating_mul(16));
@@ -226,22 +220,42 @@ impl ImagePreprocessor {
         Ok(self.to_rgb(decoded))
     }
 
-    /// Decodes a large baseline JPEG at reduced scale; `None` when this decoder cannot (then
-    /// the general path decodes it at full size).
-    fn decode_jpeg_downscaled(&self, bytes: &[u8]) -> Option<RgbImage> {
+    fn check_pixels(&self, width: u32, height: u32) -> Result<(), ImageError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.spec.max_pixels {
+            return Err(ImageError::TooManyPixels { width, height, pixels, limit: self.spec.max_pixels });
+        }
+        Ok(())
+    }
+
+    /// Decodes a baseline JPEG at least twice the target size at 1/2, 1/4 or 1/8 scale by the
+    /// DCT, reading its header once. `Ok(None)` when this decoder cannot or the image is small
+    /// (then the general path decodes it, and names any error).
+    fn decode_jpeg_downscaled(&self, bytes: &[u8]) -> Result<Option<RgbImage>, ImageError> {
         let mut decoder = jpeg_decoder::Decoder::new(bytes);
-        decoder.read_info().ok()?;
-        let target_w = u16::try_from(self.spec.width).ok()?;
-        let target_h = u16::try_from(self.spec.height).ok()?;
-        let (width, height) = decoder.scale(target_w, target_h).ok()?;
-        let pixels = decoder.decode().ok()?;
-        let format = decoder.info()?.pixel_format;
-        let data = match format {
+        let Some(info) = decoder.read_info().ok().and_then(|()| decoder.info()) else {
+            return Ok(None);
+        };
+        let (width, height) = (u32::from(info.width), u32::from(info.height));
+        self.check_pixels(width, height)?;
+        if width < 2 * self.spec.width || height < 2 * self.spec.height {
+            return Ok(None);
+        }
+        let (Ok(target_w), Ok(target_h)) = (u16::try_from(self.spec.width), u16::try_from(self.spec.height)) else {
+            return Ok(None);
+        };
+        let Ok((width, height)) = decoder.scale(target_w, target_h) else {
+            return Ok(None);
+        };
+        let Ok(pixels) = decoder.decode() else {
+            return Ok(None);
+        };
+        let data = match info.pixel_format {
             jpeg_decoder::PixelFormat::RGB24 => pixels,
             jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
-            _ => return None,
+            _ => return Ok(None),
         };
-        Some(RgbImage { width: u32::from(width), height: u32::from(height), data })
+        Ok(Some(RgbImage { width: u32::from(width), height: u32::from(height), data }))
     }
 
     fn to_rgb(&self, image: DynamicImage) -> RgbImage {
@@ -282,8 +296,12 @@ impl ImagePreprocessor {
         if self.spec.fit == Fit::CenterCrop {
             options = options.fit_into_destination(Some((0.5, 0.5)));
         }
-        fir::Resizer::new()
-            .resize(&source, &mut target, &options)
+        thread_local! {
+            // The resizer keeps its scratch buffers between images of a batch.
+            static RESIZER: std::cell::RefCell<fir::Resizer> = std::cell::RefCell::new(fir::Resizer::new());
+        }
+        RESIZER
+            .with_borrow_mut(|resizer| resizer.resize(&source, &mut target, &options))
             .map_err(|error| internal(format!("resize failed: {error}")))?;
         Ok(RgbImage { width, height, data: target.into_vec() })
     }

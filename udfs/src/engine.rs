@@ -71,7 +71,11 @@ impl EngineBuilder {
         let mut builder = Session::builder(environment).map_err(|e| ort_error("cannot create a session", &e))?;
         builder = builder
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| ort_error("cannot set the optimization level", &e))?;
+            .map_err(|e| ort_error("cannot set the optimization level", &e))?
+            // Idle ONNX Runtime threads spin by default: they would take the cores that
+            // DataFusion's partitions use to fetch, decode and resize the next batch.
+            .with_intra_op_spinning(false)
+            .map_err(|e| ort_error("cannot turn off thread spinning", &e))?;
         if let Some(threads) = self.intra_threads {
             builder = builder.with_intra_threads(threads).map_err(|e| ort_error("cannot set the thread count", &e))?;
         }
