@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -60,7 +62,8 @@ pub enum TextError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextVectorizer {
     spec: TextSpec,
-    index: HashMap<String, u32>,
+    /// Term → input position; Fx hashing, because scoring looks up every word of every row.
+    index: FxHashMap<String, u32>,
 }
 
 impl TextVectorizer {
@@ -68,7 +71,7 @@ impl TextVectorizer {
         if spec.max_ngram == 0 || spec.max_ngram > 2 {
             return Err(Error::Vectorizer(format!("max_ngram must be 1 or 2, not {}", spec.max_ngram)));
         }
-        let mut index = HashMap::with_capacity(spec.vocabulary.len());
+        let mut index = FxHashMap::with_capacity_and_hasher(spec.vocabulary.len(), Default::default());
         for (position, term) in spec.vocabulary.iter().enumerate() {
             if index.insert(term.clone(), position as u32).is_some() {
                 return Err(Error::Vectorizer(format!("the term {term:?} appears twice in the vocabulary")));
@@ -139,20 +142,22 @@ impl TextVectorizer {
         out: &mut [f32],
     ) -> Result<(), TextError> {
         debug_assert_eq!(out.len(), self.dim());
-        let mut terms = Vec::new();
         for (field, text) in [("title", title), ("description", description)] {
-            let Some(text) = text else { continue };
-            self.check_field(field, text)?;
-            tokenize(&self.spec, text, &mut terms);
-        }
-        for term in &terms {
-            if let Some(&position) = self.index.get(term) {
-                let slot = &mut out[position as usize];
-                match self.spec.encoding {
-                    TextEncoding::MultiHot => *slot = 1.0,
-                    TextEncoding::Counts => *slot += 1.0,
-                }
+            if let Some(text) = text {
+                self.check_field(field, text)?;
             }
+        }
+        let mut scratch = Scratch::default();
+        for text in [title, description].into_iter().flatten() {
+            for_each_term(&self.spec, text, &mut scratch, |term| {
+                if let Some(&position) = self.index.get(term) {
+                    let slot = &mut out[position as usize];
+                    match self.spec.encoding {
+                        TextEncoding::MultiHot => *slot = 1.0,
+                        TextEncoding::Counts => *slot += 1.0,
+                    }
+                }
+            });
         }
         Ok(())
     }
@@ -160,18 +165,46 @@ impl TextVectorizer {
 
 /// Appends the terms of `text` to `terms`.
 fn tokenize(spec: &TextSpec, text: &str, terms: &mut Vec<String>) {
-    let first = terms.len();
+    for_each_term(spec, text, &mut Scratch::default(), |term| terms.push(term.to_string()));
+}
+
+/// Buffers reused across the words of a text, so that scoring allocates per row, not per term.
+#[derive(Default)]
+struct Scratch {
+    /// The words, as looked up, back to back.
+    words: String,
+    bounds: Vec<std::ops::Range<usize>>,
+    pair: String,
+}
+
+/// Calls `visit` with each term of `text`: its words (maximal alphanumeric runs of at least
+/// `min_token_chars` characters, lower-cased if asked), then each pair of adjacent words.
+fn for_each_term(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str)) {
+    scratch.words.clear();
+    scratch.bounds.clear();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         if word.chars().count() < spec.min_token_chars {
             continue;
         }
-        terms.push(if spec.lowercase { word.to_lowercase() } else { word.to_string() });
+        let start = scratch.words.len();
+        if spec.lowercase && !word.is_ascii() {
+            scratch.words.push_str(&word.to_lowercase());
+        } else {
+            scratch.words.push_str(word);
+            if spec.lowercase {
+                scratch.words[start..].make_ascii_lowercase();
+            }
+        }
+        scratch.bounds.push(start..scratch.words.len());
+        visit(&scratch.words[start..]);
     }
     if spec.max_ngram == 2 {
-        let words = terms.len() - first;
-        for i in first..first + words.saturating_sub(1) {
-            let pair = format!("{} {}", terms[i], terms[i + 1]);
-            terms.push(pair);
+        for adjacent in scratch.bounds.windows(2) {
+            scratch.pair.clear();
+            scratch.pair.push_str(&scratch.words[adjacent[0].clone()]);
+            scratch.pair.push(' ');
+            scratch.pair.push_str(&scratch.words[adjacent[1].clone()]);
+            visit(&scratch.pair);
         }
     }
 }

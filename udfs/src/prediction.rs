@@ -57,8 +57,16 @@ pub struct PredictionBuilder<'a> {
     model: &'a str,
     settings: PredictionSettings,
     depth: usize,
-    /// Ancestors (root first, the class last) of each class.
-    lineages: Vec<Vec<u32>>,
+    /// Names from the root to each class.
+    class_paths: Vec<Vec<&'a str>>,
+    /// The nodes on some class's lineage, each with its depth; lineages below refer to them by
+    /// position, so that a row's subtree probabilities are summed into a reused vector.
+    lineage_nodes: Vec<(u32, usize)>,
+    /// Positions in `lineage_nodes` of each class's ancestors (root first, the class last).
+    lineages: Vec<Vec<usize>>,
+    /// Per-row scratch: subtree probability of each lineage node, and class order for top_k.
+    mass: Vec<f64>,
+    order: Vec<usize>,
     category_id: Int64Builder,
     category: StringBuilder,
     path: ListBuilder<StringBuilder>,
@@ -88,13 +96,35 @@ impl<'a> PredictionBuilder<'a> {
                 Box::new(Float64Builder::new()),
             ],
         );
+        let mut lineage_nodes = Vec::new();
+        let mut position_of = HashMap::new();
+        let lineages = classes
+            .iter()
+            .map(|&class| {
+                let lineage = taxonomy.lineage(class);
+                lineage
+                    .iter()
+                    .enumerate()
+                    .map(|(depth, &node)| {
+                        *position_of.entry(node).or_insert_with(|| {
+                            lineage_nodes.push((node, depth));
+                            lineage_nodes.len() - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             taxonomy,
             classes,
             model,
             settings,
             depth,
-            lineages: classes.iter().map(|&class| taxonomy.lineage(class)).collect(),
+            class_paths: classes.iter().map(|&class| taxonomy.path(class)).collect(),
+            mass: vec![0.0; lineage_nodes.len()],
+            lineage_nodes,
+            lineages,
+            order: Vec::with_capacity(classes.len()),
             category_id: Int64Builder::with_capacity(capacity),
             category: StringBuilder::new(),
             path: ListBuilder::new(StringBuilder::new()),
@@ -122,7 +152,7 @@ impl<'a> PredictionBuilder<'a> {
         let class = self.classes[best];
         self.category_id.append_value(i64::from(class));
         self.category.append_option(self.taxonomy.node(class).map(|node| node.name.as_str()));
-        let names = self.taxonomy.path(class);
+        let names = &self.class_paths[best];
         self.path.append_value(names.iter().map(|name| Some(*name)));
         for (level, builder) in self.levels.iter_mut().enumerate() {
             builder.append_option(names.get(level).copied());
@@ -159,7 +189,9 @@ impl<'a> PredictionBuilder<'a> {
     }
 
     fn append_top_k(&mut self, probabilities: &[f32]) {
-        let mut order: Vec<usize> = (0..probabilities.len()).collect();
+        let order = &mut self.order;
+        order.clear();
+        order.extend(0..probabilities.len());
         let k = self.settings.top_k.min(order.len());
         if k > 0 && k < order.len() {
             order.select_nth_unstable_by(k - 1, |&a, &b| probabilities[b].total_cmp(&probabilities[a]));
@@ -167,7 +199,7 @@ impl<'a> PredictionBuilder<'a> {
         order.truncate(k);
         order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
         let values = self.top_k.values();
-        for &index in &order {
+        for &index in order.iter() {
             let class = self.classes[index];
             field::<Int64Builder>(values, 0).append_value(i64::from(class));
             field::<StringBuilder>(values, 1).append_option(self.taxonomy.node(class).map(|node| node.name.as_str()));
@@ -179,20 +211,19 @@ impl<'a> PredictionBuilder<'a> {
 
     /// The deepest node whose subtree probability reaches the threshold (the most probable of
     /// those at that depth).
-    fn confident_node(&self, probabilities: &[f32]) -> Option<u32> {
-        let mut mass: HashMap<u32, f64> = HashMap::new();
+    fn confident_node(&mut self, probabilities: &[f32]) -> Option<u32> {
+        self.mass.fill(0.0);
         for (lineage, &probability) in self.lineages.iter().zip(probabilities) {
-            for &node in lineage {
-                *mass.entry(node).or_default() += f64::from(probability);
+            for &position in lineage {
+                self.mass[position] += f64::from(probability);
             }
         }
-        mass.into_iter()
-            .filter(|(_, probability)| *probability >= self.settings.confidence_threshold)
-            .max_by(|(a, pa), (b, pb)| {
-                let depth = |id: &u32| self.taxonomy.depth(*id).unwrap_or(0);
-                depth(a).cmp(&depth(b)).then(pa.total_cmp(pb)).then(b.cmp(a))
-            })
-            .map(|(node, _)| node)
+        self.lineage_nodes
+            .iter()
+            .zip(&self.mass)
+            .filter(|(_, probability)| **probability >= self.settings.confidence_threshold)
+            .max_by(|((a, a_depth), pa), ((b, b_depth), pb)| a_depth.cmp(b_depth).then(pa.total_cmp(pb)).then(b.cmp(a)))
+            .map(|((node, _), _)| *node)
     }
 
     pub fn finish(mut self) -> StructArray {

@@ -1,0 +1,139 @@
+//! Criterion micro-benchmarks of what `categorize` does per row besides running the model:
+//! decode + resize + normalize an image, vectorize title + description, and assemble the
+//! prediction struct. Inputs are made here (seeded), so the numbers need no data set.
+//!
+//!   cargo bench --profile dev --bench hot_paths [-- FILTER]
+
+use std::hint::black_box;
+use std::io::Cursor;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use image::{DynamicImage, ImageFormat, RgbImage};
+use lakecat_core::taxonomy::split_path;
+use lakecat_core::{ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer};
+use lakecat_udfs::prediction::{PredictionBuilder, PredictionSettings};
+
+/// A small deterministic generator (xorshift64*), so every run benchmarks the same inputs.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A product-photo-like picture: a light background, a shaded object and some noise, which
+/// compresses like a catalogue photo rather than like a flat colour.
+fn photo(width: u32, height: u32, random: &mut Seeded) -> Vec<u8> {
+    let picture = RgbImage::from_fn(width, height, |x, y| {
+        let (cx, cy) = (x as f32 / width as f32 - 0.5, y as f32 / height as f32 - 0.5);
+        let inside = cx * cx / 0.09 + cy * cy / 0.16 < 1.0;
+        let noise = (random.next() % 24) as u8;
+        if inside {
+            image::Rgb([40 + (200.0 * (cx + 0.5)) as u8 / 2 + noise, 60 + noise, 120 + (100.0 * (cy + 0.5)) as u8])
+        } else {
+            image::Rgb([235 + noise / 3, 235 + noise / 3, 232 + noise / 3])
+        }
+    });
+    let mut bytes = Vec::new();
+    DynamicImage::ImageRgb8(picture).write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg).expect("encode");
+    bytes
+}
+
+fn decode_and_resize(c: &mut Criterion) {
+    let mut random = Seeded(7);
+    let mut group = c.benchmark_group("decode_resize");
+    // The fashion set's 224 px JPEGs, and a larger catalogue photo.
+    for (width, height) in [(224, 224), (1080, 1440)] {
+        let jpeg = photo(width, height, &mut random);
+        for size in [64, 224] {
+            let preprocessor = ImagePreprocessor::new(ImageSpec::imagenet(size)).expect("spec");
+            let mut out = vec![0.0f32; preprocessor.spec().values_per_image()];
+            group.throughput(Throughput::Elements(1));
+            group.bench_function(format!("jpeg_{width}x{height}_to_{size}"), |b| {
+                b.iter(|| preprocessor.preprocess_into(black_box(&jpeg), &mut out).expect("decodes"))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn words(random: &mut Seeded, vocabulary: &[String], count: usize) -> String {
+    (0..count).map(|_| vocabulary[random.below(vocabulary.len())].as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn vectorize(c: &mut Criterion) {
+    let mut random = Seeded(11);
+    // 20,000 distinct words; products use the first 12,000 so that some terms miss the vocabulary.
+    let lexicon: Vec<String> = (0..20_000).map(|i| format!("w{i:05}")).collect();
+    let rows: Vec<(String, String)> =
+        (0..512).map(|_| (words(&mut random, &lexicon[..12_000], 8), words(&mut random, &lexicon, 80))).collect();
+    let mut group = c.benchmark_group("vectorize");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    for ngrams in [1, 2] {
+        let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
+        let spec = TextSpec { max_ngram: ngrams, ..TextSpec::with_defaults() };
+        let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
+        group.bench_function(format!("512_rows_{ngrams}gram_{}_terms", vectorizer.dim()), |b| {
+            // A zeroed tensor per iteration, made outside the timing (this crate is not
+            // optimised in the dev profile; the vectorizer is).
+            b.iter_batched_ref(
+                || vec![0.0f32; rows.len() * vectorizer.dim()],
+                |out| {
+                    for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
+                        vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn assemble_predictions(c: &mut Criterion) {
+    let mut random = Seeded(13);
+    // Three levels, 7 × 6 × 4 = 168 leaves: the size of a real product taxonomy's trained part.
+    let paths: Vec<Vec<String>> = (0..7)
+        .flat_map(|a| {
+            (0..6).flat_map(move |b| (0..4).map(move |c| split_path(&format!("L{a} > L{a}.{b} > L{a}.{b}.{c}"))))
+        })
+        .collect();
+    let taxonomy = Taxonomy::from_paths("bench", paths).expect("taxonomy");
+    let classes = taxonomy.leaves();
+    let rows = 1024;
+    let probabilities: Vec<f32> = (0..rows)
+        .flat_map(|_| {
+            let mut row: Vec<f32> = (0..classes.len()).map(|_| (random.next() % 1000) as f32 + 1.0).collect();
+            row[random.below(classes.len())] *= 400.0;
+            let sum: f32 = row.iter().sum();
+            row.into_iter().map(move |p| p / sum)
+        })
+        .collect();
+    let settings = PredictionSettings { top_k: 3, confidence_threshold: 0.5 };
+    let mut group = c.benchmark_group("assemble_predictions");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.bench_function(format!("{rows}_rows_{}_classes", classes.len()), |b| {
+        b.iter_batched(
+            || PredictionBuilder::new(&taxonomy, &classes, "bench@0", settings.clone(), rows),
+            |mut builder| {
+                for row in probabilities.chunks(classes.len()) {
+                    builder.append(Ok(row));
+                }
+                builder.finish()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(hot_paths, decode_and_resize, vectorize, assemble_predictions);
+criterion_main!(hot_paths);
