@@ -182,9 +182,6 @@ impl ImagePreprocessor {
             .collect()
     }
 
-    /// Decodes to 8-bit RGB, refusing oversized images before allocating for them. A JPEG much
-    /// larger than the target is decoded at 1/2, 1/4 or 1/8 scale by the DCT, which is far
-    /// cheaper than decoding it whole and resizing.
     /// Decodes `bytes` exactly as scoring does (same checks and limits) and returns the image's
     /// width and height: what an image audit needs to know before training on it.
     pub fn inspect(&self, bytes: &[u8]) -> Result<(u32, u32), ImageError> {
@@ -195,23 +192,29 @@ impl ImagePreprocessor {
         reader.into_dimensions().map_err(|error| ImageError::Decode { format: "image", message: error.to_string() })
     }
 
+    /// Decodes to 8-bit RGB, refusing oversized images before allocating for them.
     fn decode_rgb(&self, bytes: &[u8]) -> Result<RgbImage, ImageError> {
         if bytes.is_empty() {
             return Err(ImageError::Empty);
         }
         let format = image::guess_format(bytes).map_err(|_| ImageError::UnknownFormat(hex_prefix(bytes)))?;
+        let mut size_checked = false;
         if format == ImageFormat::Jpeg {
             if !jpeg_has_end_marker(bytes) {
                 return Err(ImageError::Truncated("JPEG"));
             }
-            if let Some(rgb) = self.decode_jpeg_downscaled(bytes)? {
-                return Ok(rgb);
+            match self.decode_jpeg_downscaled(bytes)? {
+                JpegFastPath::Decoded(rgb) => return Ok(rgb),
+                JpegFastPath::SizeChecked => size_checked = true,
+                JpegFastPath::Unreadable => {}
             }
         }
         let format_name = format_name(format);
-        let reader = ImageReader::with_format(Cursor::new(bytes), format);
-        let (width, height) = reader.into_dimensions().map_err(|error| decode_error(format_name, error))?;
-        self.check_pixels(width, height)?;
+        if !size_checked {
+            let reader = ImageReader::with_format(Cursor::new(bytes), format);
+            let (width, height) = reader.into_dimensions().map_err(|error| decode_error(format_name, error))?;
+            self.check_pixels(width, height)?;
+        }
         let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(self.spec.max_pixels.saturating_mul(16));
@@ -228,34 +231,35 @@ impl ImagePreprocessor {
         Ok(())
     }
 
-    /// Decodes a baseline JPEG at least twice the target size at 1/2, 1/4 or 1/8 scale by the
-    /// DCT, reading its header once. `Ok(None)` when this decoder cannot or the image is small
-    /// (then the general path decodes it, and names any error).
-    fn decode_jpeg_downscaled(&self, bytes: &[u8]) -> Result<Option<RgbImage>, ImageError> {
+    /// Reads a JPEG's header once, refuses it if oversized, and decodes one at least twice the
+    /// target size at 1/2, 1/4 or 1/8 scale by the DCT, which is far cheaper than decoding it
+    /// whole and resizing. Anything this decoder cannot do is left to the general path, which
+    /// names the error.
+    fn decode_jpeg_downscaled(&self, bytes: &[u8]) -> Result<JpegFastPath, ImageError> {
         let mut decoder = jpeg_decoder::Decoder::new(bytes);
         let Some(info) = decoder.read_info().ok().and_then(|()| decoder.info()) else {
-            return Ok(None);
+            return Ok(JpegFastPath::Unreadable);
         };
         let (width, height) = (u32::from(info.width), u32::from(info.height));
         self.check_pixels(width, height)?;
         if width < 2 * self.spec.width || height < 2 * self.spec.height {
-            return Ok(None);
+            return Ok(JpegFastPath::SizeChecked);
         }
         let (Ok(target_w), Ok(target_h)) = (u16::try_from(self.spec.width), u16::try_from(self.spec.height)) else {
-            return Ok(None);
+            return Ok(JpegFastPath::SizeChecked);
         };
         let Ok((width, height)) = decoder.scale(target_w, target_h) else {
-            return Ok(None);
+            return Ok(JpegFastPath::SizeChecked);
         };
         let Ok(pixels) = decoder.decode() else {
-            return Ok(None);
+            return Ok(JpegFastPath::SizeChecked);
         };
         let data = match info.pixel_format {
             jpeg_decoder::PixelFormat::RGB24 => pixels,
             jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
-            _ => return Ok(None),
+            _ => return Ok(JpegFastPath::SizeChecked),
         };
-        Ok(Some(RgbImage { width: u32::from(width), height: u32::from(height), data }))
+        Ok(JpegFastPath::Decoded(RgbImage { width: u32::from(width), height: u32::from(height), data }))
     }
 
     fn to_rgb(&self, image: DynamicImage) -> RgbImage {
@@ -335,6 +339,15 @@ impl ImagePreprocessor {
             }
         }
     }
+}
+
+/// What [`ImagePreprocessor::decode_jpeg_downscaled`] did with a JPEG.
+enum JpegFastPath {
+    Decoded(RgbImage),
+    /// Its size is within the limit; the general path decodes it at full size.
+    SizeChecked,
+    /// This decoder cannot read its header; the general path decodes it or names the error.
+    Unreadable,
 }
 
 #[derive(Debug, Clone)]

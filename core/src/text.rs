@@ -142,6 +142,7 @@ impl TextVectorizer {
         out: &mut [f32],
     ) -> Result<(), TextError> {
         debug_assert_eq!(out.len(), self.dim());
+        // Both fields are checked before any term is written: a refused row leaves `out` zeroed.
         for (field, text) in [("title", title), ("description", description)] {
             if let Some(text) = text {
                 self.check_field(field, text)?;
