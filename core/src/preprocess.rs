@@ -526,6 +526,20 @@ mod tests {
     }
 
     #[test]
+    fn jpeg_size_limit_applies_on_both_jpeg_paths() {
+        let jpeg = encode(gradient(64, 64), ImageFormat::Jpeg);
+        // Target 4 px: the downscaling decoder reads the header; 64 px: the image is decoded at
+        // full size. Both refuse it before decoding, from the header read once.
+        for size in [4, 64] {
+            let limited = ImageSpec { max_pixels: 1000, ..spec(size) };
+            assert_eq!(
+                run(limited, &jpeg).unwrap_err(),
+                ImageError::TooManyPixels { width: 64, height: 64, pixels: 4096, limit: 1000 }
+            );
+        }
+    }
+
+    #[test]
     fn batch_keeps_going_past_bad_images() {
         let preprocessor = ImagePreprocessor::new(spec(8)).unwrap();
         let good = encode(gradient(20, 20), ImageFormat::Png);
