@@ -20,4 +20,4 @@ pub use preprocess::{ImageError, ImagePreprocessor, ImageSpec};
 pub use prune::{PruneAction, PruneRow, Pruned, Pruner, SmallCategories};
 pub use taxonomy::{Node, Taxonomy};
 pub use taxonomy_formats::TaxonomyFormat;
-pub use text::{TextError, TextSpec, TextVectorizer};
+pub use text::{CharNgrams, TextError, TextSpec, TextVectorizer};

@@ -19,6 +19,10 @@ pub struct TextSpec {
     pub min_token_chars: usize,
     /// 1 = words only, 2 = words and pairs of adjacent words.
     pub max_ngram: usize,
+    /// Character n-grams of each word as extra terms (absent in bundles made before they
+    /// existed: words only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub char_ngrams: Option<CharNgrams>,
     /// `multi_hot` (1.0 when a term occurs) or `counts` (occurrences).
     pub encoding: TextEncoding,
     /// A title or description longer than this (in bytes) is refused for that row instead of
@@ -26,6 +30,33 @@ pub struct TextSpec {
     pub max_field_bytes: usize,
     /// Term of each input position, in input order.
     pub vocabulary: Vec<String>,
+}
+
+/// Character n-grams of `min..=max` characters of each word framed as `<word>`, kept in the
+/// vocabulary as `#` + n-gram (`#<sh`, `#shi`, `#rt>`), so that they never collide with a word
+/// and the frame tells a prefix or suffix from the middle of a word. They let a title's unseen
+/// spellings ("tshirt", "t-shirts", "sweatshirt") share terms with the ones seen in training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CharNgrams {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl CharNgrams {
+    /// The longest n-gram a vectorizer accepts.
+    pub const MAX_CHARS: usize = 8;
+
+    pub fn validate(self) -> Result<Self> {
+        if self.min == 0 || self.min > self.max || self.max > Self::MAX_CHARS {
+            return Err(Error::Vectorizer(format!(
+                "character n-grams must satisfy 1 <= min <= max <= {}, not {}-{}",
+                Self::MAX_CHARS,
+                self.min,
+                self.max
+            )));
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +73,7 @@ impl TextSpec {
             lowercase: true,
             min_token_chars: 2,
             max_ngram: 1,
+            char_ngrams: None,
             encoding: TextEncoding::MultiHot,
             max_field_bytes: 64 * 1024,
             vocabulary: Vec::new(),
@@ -70,6 +102,9 @@ impl TextVectorizer {
     pub fn new(spec: TextSpec) -> Result<Self> {
         if spec.max_ngram == 0 || spec.max_ngram > 2 {
             return Err(Error::Vectorizer(format!("max_ngram must be 1 or 2, not {}", spec.max_ngram)));
+        }
+        if let Some(char_ngrams) = spec.char_ngrams {
+            char_ngrams.validate()?;
         }
         let mut index = FxHashMap::with_capacity_and_hasher(spec.vocabulary.len(), Default::default());
         for (position, term) in spec.vocabulary.iter().enumerate() {
@@ -118,7 +153,8 @@ impl TextVectorizer {
         self.spec.vocabulary.len()
     }
 
-    /// The terms of `text` as the vectorizer sees them (lower-cased words, then word pairs).
+    /// The terms of `text` as the vectorizer sees them (lower-cased words, then word pairs, then
+    /// character n-grams).
     pub fn terms(&self, text: &str) -> Vec<String> {
         let mut terms = Vec::new();
         tokenize(&self.spec, text, &mut terms);
@@ -175,11 +211,17 @@ struct Scratch {
     /// The words, as looked up, back to back.
     words: String,
     bounds: Vec<std::ops::Range<usize>>,
+    /// The term being built: a word pair or a character n-gram.
     pair: String,
+    /// The word being cut into character n-grams, framed as `<word>`.
+    framed: String,
+    /// Byte offset of each character of `framed`, and its end.
+    char_starts: Vec<usize>,
 }
 
 /// Calls `visit` with each term of `text`: its words (maximal alphanumeric runs of at least
-/// `min_token_chars` characters, lower-cased if asked), then each pair of adjacent words.
+/// `min_token_chars` characters, lower-cased if asked), then each pair of adjacent words, then
+/// the character n-grams of each word ([`CharNgrams`]).
 fn for_each_term(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str)) {
     scratch.words.clear();
     scratch.bounds.clear();
@@ -206,6 +248,27 @@ fn for_each_term(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: 
             scratch.pair.push(' ');
             scratch.pair.push_str(&scratch.words[adjacent[1].clone()]);
             visit(&scratch.pair);
+        }
+    }
+    if let Some(CharNgrams { min, max }) = spec.char_ngrams {
+        for word in &scratch.bounds {
+            scratch.framed.clear();
+            scratch.framed.push('<');
+            scratch.framed.push_str(&scratch.words[word.clone()]);
+            scratch.framed.push('>');
+            // N-grams count characters, not bytes: note where each character starts.
+            scratch.char_starts.clear();
+            scratch.char_starts.extend(scratch.framed.char_indices().map(|(offset, _)| offset));
+            scratch.char_starts.push(scratch.framed.len());
+            let chars = scratch.char_starts.len() - 1;
+            for n in min..=max.min(chars) {
+                for first in 0..=chars - n {
+                    scratch.pair.clear();
+                    scratch.pair.push('#');
+                    scratch.pair.push_str(&scratch.framed[scratch.char_starts[first]..scratch.char_starts[first + n]]);
+                    visit(&scratch.pair);
+                }
+            }
         }
     }
 }
@@ -251,6 +314,41 @@ mod tests {
         let mut out = vec![0.0; 2];
         v.encode_into(Some("men blue"), None, &mut out).unwrap();
         assert_eq!(out, [1.0, 1.0]);
+    }
+
+    #[test]
+    fn character_ngrams_of_each_framed_word() {
+        let spec = TextSpec { char_ngrams: Some(CharNgrams { min: 3, max: 4 }), ..TextSpec::with_defaults() };
+        let v = TextVectorizer::new(TextSpec { vocabulary: vec!["#hirt".into(), "#<t-".into()], ..spec }).unwrap();
+        assert_eq!(
+            v.terms("T-Shirt Über"),
+            [
+                "shirt", "über", "#<sh", "#shi", "#hir", "#irt", "#rt>", "#<shi", "#shir", "#hirt", "#irt>", "#<üb",
+                "#übe", "#ber", "#er>", "#<übe", "#über", "#ber>"
+            ]
+        );
+        // The framed word is shorter than the longest n-gram: the n-grams it has.
+        assert_eq!(v.terms("ab"), ["ab", "#<ab", "#ab>", "#<ab>"]);
+        let mut out = vec![0.0; 2];
+        v.encode_into(Some("tshirts"), None, &mut out).unwrap();
+        assert_eq!(out, [1.0, 0.0], "a spelling not seen in training shares the n-gram `hirt`");
+    }
+
+    #[test]
+    fn character_ngram_ranges_are_checked() {
+        for (min, max) in [(0, 3), (4, 3), (3, 9)] {
+            let spec = TextSpec { char_ngrams: Some(CharNgrams { min, max }), ..TextSpec::with_defaults() };
+            let error = TextVectorizer::new(spec).unwrap_err();
+            assert!(error.to_string().contains("1 <= min <= max <= 8"), "{error}");
+        }
+    }
+
+    #[test]
+    fn bundles_without_character_ngrams_still_load() {
+        let json = r#"{"lowercase":true,"min_token_chars":2,"max_ngram":1,"encoding":"multi_hot",
+            "max_field_bytes":100,"vocabulary":["red"]}"#;
+        let spec: TextSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.char_ngrams, None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, installed_mobilenet_weights};
+use lakecat_core::CharNgrams;
 use lakecat_training::model::Backbone;
 use lakecat_training::{
     Augmentation, FusionTrainer, HyperparameterSearch, LearningRateSchedule, SearchSpace, SearchStrategy, Split,
@@ -22,7 +23,8 @@ use lakecat_training::{
 ///
 /// The network: an image branch (MobileNetV2 with ImageNet weights, frozen, by default; see
 /// --backbone, --trainable-layers) with a dense layer of --image-dense, and a text branch (two
-/// dense layers of --text-dense over the bag of words of title + description), concatenated,
+/// dense layers of --text-dense over the words of title + description and their character
+/// n-grams, see --text-char-ngrams), concatenated,
 /// dropout, one output per trainable leaf. A frozen backbone runs once per image, in ONNX
 /// Runtime, and its features are kept in --feature-cache for later runs.
 /// --epochs of cross-entropy are followed by --hierarchy-epochs of a hierarchical loss (leaf
@@ -42,7 +44,7 @@ use lakecat_training::{
 ///
 ///   lakecat train --table lake/products@3 --output models/fashion
 ///   lakecat train --table lake/products --as-of 2026-11-28T12:00:00Z --output models/fashion \
-///     --epochs 12 --dropout 0.5 --trainable-layers 1
+///     --epochs 12 --dropout 0.3 --trainable-layers 1
 ///   lakecat train --table lake/products --output models/small --backbone tiny   # no weights
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -152,7 +154,8 @@ struct SettingsArgs {
     image_dense: usize,
     #[arg(long, default_value_t = 256)]
     text_dense: usize,
-    #[arg(long, default_value_t = 0.3)]
+    /// Dropout on the concatenated branches (0.5 beat 0.3 by 0.2 points on the fashion data).
+    #[arg(long, default_value_t = 0.5)]
     dropout: f64,
     /// Epochs of cross-entropy.
     #[arg(long, default_value_t = 8)]
@@ -212,6 +215,11 @@ struct SettingsArgs {
     /// 1: the text branch reads words; 2: words and pairs of adjacent words.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     text_ngrams: u8,
+    /// Character n-grams of each word as extra text terms, `MIN-MAX` characters, or `none`.
+    /// They let spellings not seen in training ("tshirt", "t-shirts") share terms with seen
+    /// ones; on the fashion data they add about a point of leaf accuracy (benches/TRAINING.md).
+    #[arg(long, default_value = "3-5", value_parser = parse_char_ngrams)]
+    text_char_ngrams: CharNgramsArg,
     /// Seed of initialisation, shuffling, balancing and augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -231,6 +239,21 @@ enum BackboneArg {
     /// Needs --weights (torchvision's resnet50 checkpoint); heavy on a CPU.
     #[value(name = "resnet-50")]
     ResNet50,
+}
+
+/// `--text-char-ngrams`: a range, or `none` (clap reads a bare `Option` as "flag may be absent").
+#[derive(Debug, Clone, Copy)]
+struct CharNgramsArg(Option<CharNgrams>);
+
+fn parse_char_ngrams(value: &str) -> Result<CharNgramsArg, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(CharNgramsArg(None));
+    }
+    let bounds = value.split_once('-').unwrap_or((value, value));
+    let parse =
+        |bound: &str| bound.trim().parse::<usize>().map_err(|_| format!("`{value}` is not MIN-MAX or none (e.g. 3-5)"));
+    let ngrams = CharNgrams { min: parse(bounds.0)?, max: parse(bounds.1)? };
+    ngrams.validate().map(|ngrams| CharNgramsArg(Some(ngrams))).map_err(|error| error.to_string())
 }
 
 impl SettingsArgs {
@@ -278,6 +301,7 @@ impl SettingsArgs {
             min_document_count: self.min_document_count,
             max_terms: self.max_terms,
             text_ngrams: usize::from(self.text_ngrams),
+            text_char_ngrams: self.text_char_ngrams.0,
             split: Split { validation_fraction: self.validation_fraction, ..Split::default() },
             seed: self.seed,
             ..TrainingSettings::default()

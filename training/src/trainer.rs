@@ -23,7 +23,8 @@ use burn_onnx::export::OnnxExporter;
 use indicatif::ProgressBar;
 use lakecat_core::onnx::graph_io_names;
 use lakecat_core::{
-    Bundle, BundleBuilder, ImageSpec, Pruner, SmallCategories, Taxonomy, TextSpec, TextVectorizer, TrainingSource,
+    Bundle, BundleBuilder, CharNgrams, ImageSpec, Pruner, SmallCategories, Taxonomy, TextSpec, TextVectorizer,
+    TrainingSource,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -73,6 +74,9 @@ pub struct TrainingSettings {
     pub max_terms: usize,
     /// 1: words; 2: words and pairs of adjacent words ("casual shoes" vs "sports shoes").
     pub text_ngrams: usize,
+    /// Character n-grams of each word as extra text terms (unseen spellings and compounds
+    /// share them with seen ones); `None`: whole words only.
+    pub text_char_ngrams: Option<CharNgrams>,
     pub split: Split,
     pub seed: u64,
 }
@@ -89,7 +93,7 @@ impl Default for TrainingSettings {
             trainable_layers: 0,
             image_dense: 1024,
             text_dense: 256,
-            dropout: 0.3,
+            dropout: 0.5,
             epochs: 8,
             hierarchy_epochs: 2,
             hierarchy_weight: 1.0,
@@ -105,6 +109,7 @@ impl Default for TrainingSettings {
             min_document_count: 2,
             max_terms: 20_000,
             text_ngrams: 1,
+            text_char_ngrams: Some(CharNgrams { min: 3, max: 5 }),
             split: Split::default(),
             seed: 42,
         }
@@ -314,6 +319,9 @@ impl FusionTrainer {
         if !(1..=2).contains(&s.text_ngrams) {
             return refuse("text n-grams must be 1 (words) or 2 (words and word pairs)");
         }
+        if let Some(char_ngrams) = s.text_char_ngrams {
+            char_ngrams.validate().map_err(|error| Error::Setting(error.to_string()))?;
+        }
         if s.use_images && (s.image_size < 8 || s.backbone_channels.is_empty()) {
             return refuse("images need a size of at least 8 and at least one backbone layer");
         }
@@ -357,7 +365,7 @@ impl FusionTrainer {
                 })
                 .collect();
             Some(TextVectorizer::fit(
-                TextSpec { max_ngram: s.text_ngrams, ..TextSpec::with_defaults() },
+                TextSpec { max_ngram: s.text_ngrams, char_ngrams: s.text_char_ngrams, ..TextSpec::with_defaults() },
                 texts.iter().map(String::as_str),
                 s.min_document_count,
                 s.max_terms,
@@ -854,6 +862,11 @@ mod tests {
             let report = FusionTrainer::new("unit").with_settings(settings).fit(&data, dir.path()).unwrap();
             let inputs = &report.bundle.manifest().inputs;
             assert_eq!((inputs.image.is_some(), inputs.text.is_some()), (images, text));
+            if let Some(text) = report.bundle.text() {
+                // The scoring side rebuilds the same terms: the n-gram range travels in the bundle.
+                assert_eq!(text.spec().char_ngrams, TrainingSettings::default().text_char_ngrams);
+                assert!(text.spec().vocabulary.iter().any(|term| term == "#<sho"), "{:?}", text.spec().vocabulary);
+            }
         }
     }
 
