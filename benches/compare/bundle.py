@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import os
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -54,12 +55,25 @@ class Bundle:
             self.depth = max(self.depth, len(path))
         if self.text:
             spec = self.text
-            # lakecat's tokens: maximal runs of alphanumeric characters, at least min_token_chars.
+            # lakecat's terms: words (maximal runs of alphanumeric characters, at least
+            # min_token_chars), pairs of adjacent words, then "#" + character n-grams of "<word>".
+            word = re.compile(r"(?u)[^\W_]{%d,}" % spec["min_token_chars"])
+            ngrams = spec.get("char_ngrams")
+
+            def terms(text):
+                words = word.findall(text.lower() if spec["lowercase"] else text)
+                out = list(words)
+                if spec["max_ngram"] == 2:
+                    out += [f"{a} {b}" for a, b in zip(words, words[1:])]
+                for w in words if ngrams else ():
+                    framed = f"<{w}>"
+                    for n in range(ngrams["min"], min(ngrams["max"], len(framed)) + 1):
+                        out += ["#" + framed[i:i + n] for i in range(len(framed) - n + 1)]
+                return out
+
             self.vectorizer = CountVectorizer(
                 vocabulary={term: i for i, term in enumerate(spec["vocabulary"])},
-                lowercase=spec["lowercase"], binary=spec["encoding"] == "multi_hot",
-                token_pattern=r"(?u)[^\W_]{%d,}" % spec["min_token_chars"],
-                ngram_range=(1, spec["max_ngram"]), dtype=np.float32)
+                analyzer=terms, binary=spec["encoding"] == "multi_hot", dtype=np.float32)
         if self.image:
             self.mean = np.array(self.image["mean"], dtype=np.float32)
             self.std = np.array(self.image["std"], dtype=np.float32)
