@@ -3,7 +3,7 @@
 #   1. fashion (8,304 products, images + titles): `lakecat train` with default settings
 #      (frozen MobileNetV2 at 224 px + text), Delta table → bundle, wall time and samples/s per
 #      phase, first with an empty feature cache, then again with the cache filled; the
-#      text-only and image-only ablations (and, with LAKECAT_BENCH_TINY=1, the tiny CNN; with
+#      text-only, image-only and whole-words-only (no character n-grams) ablations (and, with LAKECAT_BENCH_TINY=1, the tiny CNN; with
 #      LAKECAT_BENCH_FINE_TUNE=1, the last MobileNetV2 layer trained); `lakecat eval` of each
 #      on its validation split;
 #   2. a bag-of-words baseline on titles alone on the same split for reference
@@ -58,6 +58,7 @@ train fashion fashion
 train fashion-cached fashion
 train fashion-text-only fashion --no-images
 train fashion-image-only fashion --no-text
+train fashion-words-only fashion --text-char-ngrams none
 # The tiny CNN trained from scratch (~8 min here, weaker): only on request.
 [[ -n "${LAKECAT_BENCH_TINY:-}" ]] && train fashion-tiny-cnn fashion --backbone tiny
 train flipkart flipkart --min-count 5
