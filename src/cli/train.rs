@@ -36,9 +36,9 @@ use lakecat_training::{
 /// top-1, hierarchy win, fallback, per-level accuracy; rows skipped and why; samples/s per
 /// phase) and training-curves.png.
 ///
-/// On 2 CPU cores the defaults train the 8.3k-product public fashion set in about 6 minutes,
-/// two thirds of it running MobileNetV2 once per image; a second run on the same images reads
-/// those features from the cache and takes about 2 minutes.
+/// On 2 CPU cores (release build) the defaults train the 8.3k-product public fashion set in
+/// about 10 minutes, half of it running MobileNetV2 once per image; a second run on the same
+/// images reads those features from the cache and takes about 5 minutes.
 ///
 /// Examples:
 ///
