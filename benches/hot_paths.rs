@@ -10,7 +10,7 @@ use std::io::Cursor;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use lakecat_core::taxonomy::split_path;
-use lakecat_core::{ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer};
+use lakecat_core::{CharNgrams, ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer};
 use lakecat_udfs::prediction::{PredictionBuilder, PredictionSettings};
 
 /// A small deterministic generator (xorshift64*), so every run benchmarks the same inputs.
@@ -77,11 +77,13 @@ fn vectorize(c: &mut Criterion) {
         (0..512).map(|_| (words(&mut random, &lexicon[..12_000], 8), words(&mut random, &lexicon, 80))).collect();
     let mut group = c.benchmark_group("vectorize");
     group.throughput(Throughput::Elements(rows.len() as u64));
-    for ngrams in [1, 2] {
+    // Words, word pairs, and words with the character 3-5-grams that `lakecat train` uses by default.
+    let char_ngrams = Some(CharNgrams { min: 3, max: 5 });
+    for (name, ngrams, char_ngrams) in [("1gram", 1, None), ("2gram", 2, None), ("1gram_char3-5", 1, char_ngrams)] {
         let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
-        let spec = TextSpec { max_ngram: ngrams, ..TextSpec::with_defaults() };
+        let spec = TextSpec { max_ngram: ngrams, char_ngrams, ..TextSpec::with_defaults() };
         let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
-        group.bench_function(format!("512_rows_{ngrams}gram_{}_terms", vectorizer.dim()), |b| {
+        group.bench_function(format!("512_rows_{name}_{}_terms", vectorizer.dim()), |b| {
             // A zeroed tensor per iteration, made outside the timing (this crate is not
             // optimised in the dev profile; the vectorizer is).
             b.iter_batched_ref(
