@@ -127,6 +127,11 @@ fn clear_errors_and_exit_codes() {
     assert!(stderr(&output).contains("is not a Delta table"), "{}", stderr(&output));
     let output = lakecat(&["sql", "SELECT categorize(NULL, 'x', NULL)"]);
     assert!(stderr(&output).contains("no model is loaded"), "{}", stderr(&output));
+    for (value, message) in [("three", "`three` is not MIN-MAX or none"), ("5-3", "1 <= min <= max <= 8, not 5-3")] {
+        let output = lakecat(&["train", "--table", "t", "--output", "o", "--text-char-ngrams", value]);
+        assert_eq!(output.status.code(), Some(2), "clap refuses the value before any work");
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+    }
 }
 
 #[test]

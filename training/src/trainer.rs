@@ -849,6 +849,9 @@ mod tests {
         let settings = TrainingSettings { use_images: false, use_text: false, ..quick() };
         let error = FusionTrainer::new("unit").with_settings(settings).fit(&unlabelled, dir.path()).unwrap_err();
         assert!(error.to_string().contains("images, text or both"), "{error}");
+        let settings = TrainingSettings { text_char_ngrams: Some(CharNgrams { min: 5, max: 3 }), ..quick() };
+        let error = FusionTrainer::new("unit").with_settings(settings).fit(&unlabelled, dir.path()).unwrap_err();
+        assert!(error.to_string().contains("1 <= min <= max <= 8, not 5-3"), "{error}");
     }
 
     #[test]
