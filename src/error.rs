@@ -7,12 +7,17 @@ pub enum Error {
     Scoring(#[from] lakecat_udfs::Error),
     #[error(transparent)]
     Training(#[from] lakecat_training::Error),
-    #[error("Delta table {location}: {source}")]
+    #[error("Delta table {location}: {}", crate::storage::redact(&source.to_string()))]
     Delta {
         location: String,
         #[source]
         source: deltalake::DeltaTableError,
     },
+    #[error("{0} is not a Delta table (no _delta_log); create one with `lakecat import`")]
+    NotATable(String),
+    /// Object storage refused or could not be reached; the message says what to set.
+    #[error("{location}: {message}")]
+    Storage { location: String, message: String },
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]

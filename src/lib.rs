@@ -4,11 +4,14 @@
 //! functions live in `lakecat-udfs`, the trainers in `lakecat-training`, and what both share in
 //! `lakecat-core`.
 
+pub mod bundles;
 pub mod delta;
 pub mod error;
 pub mod jobs;
 pub mod progress;
 pub mod session;
+pub mod storage;
 
 pub use error::{Error, Result};
 pub use session::{LakecatSession, SessionBuilder};
+pub use storage::StorageOptions;

@@ -25,7 +25,8 @@ fn main() -> std::process::ExitCode {
                     message = format!("{message}: {text}");
                 }
             }
-            eprintln!("error: {message}");
+            // A store's answer may quote a credential: never print one.
+            eprintln!("error: {}", lakecat::storage::redact(&message));
             std::process::ExitCode::FAILURE
         }
     }

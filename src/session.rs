@@ -1,24 +1,27 @@
 //! A DataFusion session with Delta tables registered by name and lakecat's functions bound to
 //! one or more model bundles.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 use lakecat_udfs::{Device, EngineBuilder, ModelRegistry};
 
+use crate::bundles::{BundleStore, ResolvedBundle};
+use crate::storage::StorageOptions;
 use crate::{Result, delta};
 
 /// Builds a [`LakecatSession`].
 #[derive(Debug, Clone, Default)]
 pub struct SessionBuilder {
     tables: Vec<(String, String, Option<u64>)>,
-    models: Vec<(String, PathBuf)>,
+    models: Vec<(String, String)>,
     settings: Vec<(String, String)>,
     taxonomy_store: Option<String>,
     migration_rules: Vec<(String, String, lakecat_udfs::taxonomy_versions::Rules)>,
     batch_size: Option<usize>,
     device: Device,
+    storage: StorageOptions,
 }
 
 impl SessionBuilder {
@@ -42,9 +45,17 @@ impl SessionBuilder {
         self
     }
 
-    /// Loads the bundle at `path` as model `name`; the first model is the session's default.
-    pub fn with_model(mut self, name: impl Into<String>, path: impl AsRef<Path>) -> Self {
-        self.models.push((name.into(), path.as_ref().to_path_buf()));
+    /// Loads the bundle at `location` as model `name`; the first model is the session's
+    /// default. A local directory, or a bundle in object storage (`s3://models/fashion` takes
+    /// its latest version, `…@VERSION` pins one; see [`crate::bundles`]).
+    pub fn with_model(mut self, name: impl Into<String>, location: impl AsRef<Path>) -> Self {
+        self.models.push((name.into(), location.as_ref().to_string_lossy().into_owned()));
+        self
+    }
+
+    /// Options for the object stores of every table and bundle (see [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage = options;
         self
     }
 
@@ -92,18 +103,22 @@ impl SessionBuilder {
         }
         let ctx = SessionContext::new_with_config(config);
         let mut registry = ModelRegistry::new();
-        for (name, path) in &self.models {
-            let mut engine = EngineBuilder::new(path).with_device(self.device);
+        let store = BundleStore::new().with_storage_options(self.storage.clone());
+        let mut bundles = Vec::with_capacity(self.models.len());
+        for (name, location) in &self.models {
+            let bundle = store.resolve(location).await?;
+            let mut engine = EngineBuilder::new(&bundle.dir).with_device(self.device);
             if let Some(batch_size) = self.batch_size {
                 engine = engine.with_batch_size(batch_size);
             }
             registry = registry.with_model(name, engine.build()?);
+            bundles.push((name.clone(), bundle));
         }
         let models = Arc::new(registry);
         lakecat_udfs::register_all(&ctx, models.clone());
         let mut versions = lakecat_udfs::TaxonomyVersions::new();
         if let Some(location) = &self.taxonomy_store {
-            let store = crate::jobs::TaxonomyStore::new(location);
+            let store = crate::jobs::TaxonomyStore::new(location).with_storage_options(self.storage.clone());
             let stored = store.versions().await?;
             if stored.is_empty() {
                 return Err(crate::Error::Input(format!(
@@ -118,9 +133,9 @@ impl SessionBuilder {
             versions = versions.with_rules(from, to, rules);
         }
         lakecat_udfs::register_taxonomy_functions(&ctx, Arc::new(versions));
-        let session = LakecatSession { ctx, models };
+        let session = LakecatSession { ctx, models, bundles };
         for (name, location, version) in &self.tables {
-            session.register_table(name, &delta::open_table(location, *version).await?).await?;
+            session.register_table(name, &delta::open_table(location, *version, &self.storage).await?).await?;
         }
         Ok(session)
     }
@@ -131,6 +146,8 @@ impl SessionBuilder {
 pub struct LakecatSession {
     pub ctx: SessionContext,
     pub models: Arc<ModelRegistry>,
+    /// Where each model's bundle came from (model name, resolved bundle).
+    pub bundles: Vec<(String, ResolvedBundle)>,
 }
 
 impl LakecatSession {

@@ -20,7 +20,7 @@ use super::WriteMode;
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ImportArgs {
-    /// The products file: .csv (with a header row) or .parquet.
+    /// The products file: .csv (with a header row) or .parquet, a local path or an object's URL.
     source: PathBuf,
     /// The Delta table to write: a local path or a URL.
     #[arg(long, short)]
@@ -34,8 +34,8 @@ pub struct ImportArgs {
     /// Column with the product description.
     #[arg(long)]
     description: Option<String>,
-    /// Directory of the images. Without --image-column, the image of product X is X.jpg
-    /// (or .jpeg, .png, .webp) in it.
+    /// Directory of the images, or a prefix in object storage (s3://bucket/images). Without
+    /// --image-column, the image of product X is X.jpg (or, locally, .jpeg, .png, .webp) in it.
     #[arg(long)]
     images: Option<PathBuf>,
     /// Column naming each product's image: a file name inside --images, a path, or a URI
@@ -59,7 +59,7 @@ pub struct ImportArgs {
     mode: WriteMode,
 }
 
-pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
+pub async fn run(args: ImportArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     if args.images.is_none() && args.image_column.is_none() {
         bail!("say where the images are: --images DIR (files named <id>.jpg) and/or --image-column COLUMN");
     }
@@ -72,6 +72,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .with_id_column(args.id)
         .with_labels(labels)
         .with_save_mode(args.mode.into())
+        .with_storage_options(storage)
         .with_image_storage(if args.reference_images { ImageStorage::Reference } else { ImageStorage::Embed });
     if let Some(column) = args.title {
         job = job.with_title_column(column);

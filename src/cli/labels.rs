@@ -96,14 +96,15 @@ struct ConsensusArgs {
     store: String,
 }
 
-pub async fn run(args: LabelsArgs) -> anyhow::Result<()> {
+pub async fn run(args: LabelsArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     match args.command {
         LabelsCommand::Consensus(args) => {
             let mut job = ConsensusJob::new(&args.labels, &args.consensus, &args.rejected)
                 .with_min_agree(args.min_agree)
-                .with_columns(&args.product_column, &args.labeller_column, &args.category_column, &args.time_column);
+                .with_columns(&args.product_column, &args.labeller_column, &args.category_column, &args.time_column)
+                .with_storage_options(storage.clone());
             if let Some(version) = &args.taxonomy {
-                job = job.with_taxonomy(TaxonomyStore::new(&args.store), version);
+                job = job.with_taxonomy(TaxonomyStore::new(&args.store).with_storage_options(storage), version);
             }
             let report = job.execute().await?;
             println!(
@@ -116,7 +117,8 @@ pub async fn run(args: LabelsArgs) -> anyhow::Result<()> {
         LabelsCommand::Audit(args) => {
             let mut job = ImageAuditJob::new(&args.products, &args.findings)
                 .with_id_column(&args.id_column)
-                .with_min_size(args.min_size);
+                .with_min_size(args.min_size)
+                .with_storage_options(storage);
             if let Some(column) = &args.image_column {
                 job = job.with_image_column(column);
             }

@@ -9,17 +9,29 @@ mod taxonomy;
 mod train;
 
 use clap::{Parser, Subcommand};
+use lakecat::StorageOptions;
 
 /// Categorize product catalogs in a lakehouse.
 ///
 /// lakecat scores Delta tables of products in SQL with `categorize(image, title, description)`,
 /// backed by a model bundle run by ONNX Runtime. Start with `lakecat demo`, then `lakecat import`
 /// your own products and query them with `lakecat sql`.
+///
+/// Every table and bundle location may be a local path, file://, s3://, gs://, az:// or
+/// abfss://. Credentials and endpoints come from the usual environment (AWS_*, including
+/// AWS_ENDPOINT_URL and AWS_ALLOW_HTTP for S3-compatible servers; GOOGLE_*; AZURE_*) and from
+/// --storage-option, which wins over it.
 #[derive(Debug, Parser)]
 #[command(name = "lakecat", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// An object store setting for every table and bundle this command opens, as delta-rs's
+    /// storage_options (repeatable): e.g. aws_endpoint=http://127.0.0.1:9000,
+    /// aws_region=eu-west-1, azure_storage_account_name=acct, google_service_account=key.json.
+    /// Values are never printed.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", global = true, value_parser = StorageOptions::parse_pair)]
+    storage_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,15 +47,19 @@ enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let storage = cli
+        .storage_options
+        .into_iter()
+        .fold(StorageOptions::new(), |options, (key, value)| options.with(key, value));
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Eval(args) => train::eval(args).await,
-        Command::Import(args) => import::run(args).await,
-        Command::Labels(args) => labels::run(args).await,
-        Command::Refresh(args) => refresh::run(args).await,
-        Command::Sql(args) => sql::run(args).await,
-        Command::Taxonomy(args) => taxonomy::run(args).await,
-        Command::Train(args) => train::train(*args).await,
+        Command::Eval(args) => train::eval(args, storage).await,
+        Command::Import(args) => import::run(args, storage).await,
+        Command::Labels(args) => labels::run(args, storage).await,
+        Command::Refresh(args) => refresh::run(args, storage).await,
+        Command::Sql(args) => sql::run(args, storage).await,
+        Command::Taxonomy(args) => taxonomy::run(args, storage).await,
+        Command::Train(args) => train::train(*args, storage).await,
     }
 }
 

@@ -30,7 +30,8 @@ use super::DeviceArg;
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RefreshArgs {
-    /// The model bundle to score with.
+    /// The model bundle to score with: a directory, or a bundle in object storage
+    /// (s3://models/fashion takes the latest version, s3://models/fashion@VERSION pins one).
     #[arg(long, short)]
     model: PathBuf,
     /// The products Delta table (path or URL), optionally LOCATION@VERSION.
@@ -69,7 +70,7 @@ pub struct RefreshArgs {
     json: bool,
 }
 
-pub async fn run(args: RefreshArgs) -> anyhow::Result<()> {
+pub async fn run(args: RefreshArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let (source, version) = super::split_version(&args.source)?;
     let mut job = RefreshJob::new(source, &args.target, &args.model)
         .with_id_column(args.id_column)
@@ -77,7 +78,8 @@ pub async fn run(args: RefreshArgs) -> anyhow::Result<()> {
         .with_delete_missing(args.delete_missing)
         .with_batch_size(args.batch_size)
         .with_device(args.device.into())
-        .with_max_attempts(args.max_attempts);
+        .with_max_attempts(args.max_attempts)
+        .with_storage_options(storage);
     if let Some(version) = version {
         job = job.with_source_version(version);
     }

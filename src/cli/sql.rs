@@ -45,8 +45,10 @@ pub struct SqlArgs {
     /// A Delta table, as NAME=LOCATION or NAME=LOCATION@VERSION (repeatable).
     #[arg(long = "table", short = 't', value_name = "NAME=LOCATION[@VERSION]")]
     tables: Vec<String>,
-    /// A model bundle, as NAME=PATH or PATH (named after its directory); the first is the
-    /// default of categorize() (repeatable).
+    /// A model bundle, as NAME=LOCATION or LOCATION (named after its directory); the first is
+    /// the default of categorize() (repeatable). A directory, or a bundle in object storage:
+    /// s3://models/fashion takes its latest version, s3://models/fashion@VERSION pins one
+    /// (downloaded once into ~/.cache/lakecat/bundles, verified before use).
     #[arg(long = "model", short = 'm', value_name = "[NAME=]PATH")]
     models: Vec<String>,
     /// Rows per ONNX Runtime call.
@@ -84,8 +86,11 @@ enum Format {
     Json,
 }
 
-pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let mut builder = SessionBuilder::new().with_batch_size(args.batch_size).with_device(args.device.into());
+pub async fn run(args: SqlArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
+    let mut builder = SessionBuilder::new()
+        .with_batch_size(args.batch_size)
+        .with_device(args.device.into())
+        .with_storage_options(storage.clone());
     for table in &args.tables {
         let (name, location, version) = parse_table(table)?;
         builder = builder.with_table_version(name, location, version);
@@ -110,7 +115,14 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let session = builder.build().await?;
     for name in session.models.names() {
         let engine = session.models.get(Some(name))?;
-        eprintln!("model {name}: {} on {}", engine.bundle().fingerprint(), engine.provider());
+        let from = session
+            .bundles
+            .iter()
+            .find(|(model, _)| model == name)
+            .filter(|(_, bundle)| bundle.location.contains("://"))
+            .map(|(_, bundle)| format!(" from {}", bundle.location))
+            .unwrap_or_default();
+        eprintln!("model {name}: {}{from} on {}", engine.bundle().fingerprint(), engine.provider());
         if let Some(note) = engine.provider_note() {
             eprintln!("  ({note})");
         }
@@ -128,7 +140,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
             let results = run_script(&session.ctx, &script).await?;
             match (&args.output_table, results.last()) {
                 (Some(location), Some(batches)) => {
-                    let version = lakecat::delta::write_table(location, batches.clone(), args.mode.into()).await?;
+                    let version = lakecat::delta::write_table(location, batches.clone(), args.mode.into(), &storage).await?;
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     eprintln!("wrote {rows} rows to {location} (version {version})");
                 }
@@ -242,7 +254,7 @@ fn parse_model(spec: &str) -> anyhow::Result<(String, PathBuf)> {
         return Ok((name.to_string(), PathBuf::from(path)));
     }
     let path = PathBuf::from(spec);
-    let name = path
+    let name = PathBuf::from(lakecat::bundles::split_version(spec).0)
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .with_context(|| format!("--model {spec:?}: cannot name the model after this path; use NAME=PATH"))?;

@@ -167,13 +167,14 @@ struct PruneArgs {
     report_table: Option<String>,
 }
 
-pub async fn run(args: TaxonomyArgs) -> anyhow::Result<()> {
+pub async fn run(args: TaxonomyArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
+    let store = |location: &str| TaxonomyStore::new(location).with_storage_options(storage.clone());
     match args.command {
         TaxonomyCommand::Import(args) => {
             let text =
                 std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
             let taxonomy = TaxonomyFormat::from(args.format).parse(&text, args.name.as_deref())?;
-            let table_version = TaxonomyStore::new(&args.store).save(&taxonomy).await?;
+            let table_version = store(&args.store).save(&taxonomy).await?;
             println!(
                 "stored taxonomy {:?} in {} (table version {table_version}): {} categories, {} leaves, depth {}",
                 taxonomy.version(),
@@ -184,7 +185,7 @@ pub async fn run(args: TaxonomyArgs) -> anyhow::Result<()> {
             );
         }
         TaxonomyCommand::Export(args) => {
-            let taxonomy = TaxonomyStore::new(&args.store).load(&args.name).await?;
+            let taxonomy = store(&args.store).load(&args.name).await?;
             let text = TaxonomyFormat::from(args.format).render(&taxonomy);
             match args.output {
                 Some(path) => {
@@ -194,17 +195,17 @@ pub async fn run(args: TaxonomyArgs) -> anyhow::Result<()> {
             }
         }
         TaxonomyCommand::List(args) => {
-            for version in TaxonomyStore::new(&args.store).versions().await? {
+            for version in store(&args.store).versions().await? {
                 println!("{version}");
             }
         }
-        TaxonomyCommand::Prune(args) => prune(args).await?,
-        TaxonomyCommand::Migrate(args) => migrate(args).await?,
+        TaxonomyCommand::Prune(args) => prune(args, storage).await?,
+        TaxonomyCommand::Migrate(args) => migrate(args, storage).await?,
     }
     Ok(())
 }
 
-async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+async fn prune(args: PruneArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let mut pruner = Pruner::new(args.min_count).with_small_categories(if args.drop {
         SmallCategories::Drop
     } else {
@@ -214,8 +215,10 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
         pruner = pruner.with_merge(from, into);
     }
     let version = args.name.clone().unwrap_or_else(|| format!("pruned-min{}", args.min_count));
-    let store = TaxonomyStore::new(&args.store);
-    let mut job = PruneJob::new(&args.labels, pruner, &version).with_label_column(&args.label_column);
+    let store = TaxonomyStore::new(&args.store).with_storage_options(storage.clone());
+    let mut job = PruneJob::new(&args.labels, pruner, &version)
+        .with_label_column(&args.label_column)
+        .with_storage_options(storage);
     if let Some(base) = &args.taxonomy {
         job = job.with_taxonomy(store.clone(), base);
     }
@@ -241,7 +244,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+async fn migrate(args: MigrateArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let rules = match &args.rules {
         Some(path) => {
             parse_rules(&std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)?
@@ -249,6 +252,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let session = lakecat::SessionBuilder::new()
+        .with_storage_options(storage.clone())
         .with_table("input", &args.table)
         .with_taxonomy_store(&args.store)
         .with_migration_rules(&args.from, &args.to, rules)
@@ -286,7 +290,8 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     let all = arrow::compute::concat_batches(&schema, &batches)?;
-    lakecat::delta::write_table(&args.output, vec![all.clone()], deltalake::protocol::SaveMode::Overwrite).await?;
+    lakecat::delta::write_table(&args.output, vec![all.clone()], deltalake::protocol::SaveMode::Overwrite, &storage)
+        .await?;
     session.ctx.register_batch("migrated", all)?;
     let summary = session
         .ctx

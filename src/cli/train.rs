@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use lakecat::bundles::BundleStore;
 use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, installed_mobilenet_weights};
 use lakecat_core::CharNgrams;
 use lakecat_training::model::Backbone;
@@ -55,7 +56,8 @@ pub struct TrainArgs {
     /// Train on the table version current at this time (RFC 3339, e.g. 2026-11-28T12:00:00Z).
     #[arg(long)]
     as_of: Option<String>,
-    /// Where to write the bundle (a directory).
+    /// Where to write the bundle: a directory, or a location in object storage
+    /// (s3://models/fashion/3) where it appears whole once trained (never replacing a bundle).
     #[arg(long, short)]
     output: PathBuf,
     /// The model's name (recorded in the manifest and in every prediction's fingerprint).
@@ -406,13 +408,24 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
+pub async fn train(args: TrainArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let (table, at) = snapshot(&args.table, args.as_of.as_deref())?;
+    // A bundle for object storage is trained into a staging directory and published at the end.
+    let output = args.output.to_string_lossy().into_owned();
+    let bundles = BundleStore::new().with_storage_options(storage.clone());
+    let staging = if output.contains("://") && !output.starts_with("file://") {
+        bundles.check_publishable(&output).await?;
+        Some(lakecat::storage::StagingDir::new()?)
+    } else {
+        None
+    };
+    let bundle_dir = staging.as_ref().map_or(args.output.clone(), |staging| staging.path().join("bundle"));
     let mut settings = args.settings.settings();
     settings.use_images = !args.columns.no_images;
     let trainer =
         FusionTrainer::new(&args.name).with_settings(settings).with_progress(progress_bar()).with_epoch_log(true);
-    let mut job = TrainJob::new(&table, &args.output)
+    let mut job = TrainJob::new(&table, &bundle_dir)
+        .with_storage_options(storage)
         .with_snapshot(at)
         .with_columns(args.columns.columns())
         .with_trainer(trainer);
@@ -436,8 +449,16 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
         }
         None => job.execute().await?,
     };
+    if staging.is_some() {
+        bundles.publish(&bundle_dir, &output).await?;
+    }
     if args.json {
-        println!("{}", serde_json::to_string(&report.to_json()).context("cannot write the report as JSON")?);
+        let mut json = report.to_json();
+        if staging.is_some() {
+            // Where the bundle now is, not the staging directory it was trained in.
+            json["bundle"] = output.clone().into();
+        }
+        println!("{}", serde_json::to_string(&json).context("cannot write the report as JSON")?);
         return Ok(());
     }
     let metrics = &report.validation;
@@ -464,7 +485,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     for (reason, rows) in &report.image_failures {
         eprintln!("{rows} images could not be used (trained on their text): {reason}");
     }
-    eprintln!("bundle, training-report.json and training-curves.png in {}", args.output.display());
+    eprintln!("bundle, training-report.json and training-curves.png in {output}");
     Ok(())
 }
 
@@ -492,7 +513,8 @@ enum RowsArg {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalArgs {
-    /// The model bundle.
+    /// The model bundle: a directory, or a bundle in object storage (s3://models/fashion takes
+    /// the latest version, …@VERSION pins one).
     #[arg(long, short)]
     model: PathBuf,
     /// The labelled products Delta table, optionally LOCATION@VERSION.
@@ -517,7 +539,7 @@ pub struct EvalArgs {
     json: bool,
 }
 
-pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
+pub async fn eval(args: EvalArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let (table, at) = snapshot(&args.table, args.as_of.as_deref())?;
     let rows = match args.rows {
         RowsArg::Validation => EvalRows::Validation,
@@ -526,20 +548,32 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut job =
         EvalJob::new(&args.model, &table).with_snapshot(at).with_rows(rows).with_columns(args.columns.columns());
+    job = job.with_storage_options(storage.clone());
     if let Some(filter) = args.filter {
         job = job.with_filter(filter);
     }
     let report = job.execute().await?;
-    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    // Reports for object storage are written to a staging directory, then uploaded.
+    let output = args.output.to_string_lossy().into_owned();
+    let staging = if output.contains("://") && !output.starts_with("file://") {
+        Some(lakecat::storage::StagingDir::new()?)
+    } else {
+        None
+    };
+    let dir = staging.as_ref().map_or(args.output.clone(), |staging| staging.path().to_path_buf());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(args.output.join("eval.json"), &json).context("cannot write eval.json")?;
-    let picture = args.output.join("confusion-matrix.png");
+    std::fs::write(dir.join("eval.json"), &json).context("cannot write eval.json")?;
+    let picture = dir.join("confusion-matrix.png");
     plots::confusion_matrix(
         &report.confusion,
         &report.taxonomy,
         &format!("{} on {} ({}, {} rows)", report.model, report.table, report.rows, report.metrics.rows),
         &picture,
     )?;
+    if staging.is_some() {
+        lakecat::storage::upload_dir(&dir, &output, "eval.json", false, &storage).await?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -561,6 +595,6 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     for (reason, count) in &report.skipped {
         println!("skipped {count} rows: {reason}");
     }
-    println!("wrote {} and {}", args.output.join("eval.json").display(), picture.display());
+    println!("wrote eval.json and confusion-matrix.png to {output}");
     Ok(())
 }

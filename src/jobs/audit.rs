@@ -32,6 +32,7 @@ pub struct ImageAuditJob {
     min_size: u32,
     image_root: Option<PathBuf>,
     clean_snapshot: Option<String>,
+    storage: crate::StorageOptions,
 }
 
 /// Counts of what the audit found.
@@ -64,7 +65,15 @@ impl ImageAuditJob {
             min_size: 32,
             image_root: None,
             clean_snapshot: None,
+            storage: crate::StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of every table this job reads and writes (see
+    /// [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     pub fn with_id_column(mut self, column: impl Into<String>) -> Self {
@@ -97,7 +106,11 @@ impl ImageAuditJob {
     }
 
     pub async fn execute(self) -> Result<AuditReport> {
-        let session = SessionBuilder::new().with_table("products", &self.products).build().await?;
+        let session = SessionBuilder::new()
+            .with_storage_options(self.storage.clone())
+            .with_table("products", &self.products)
+            .build()
+            .await?;
         let ctx = &session.ctx;
         let schema = ctx.table("products").await?.schema().as_arrow().clone();
         let image_column = image_column(&schema, self.image_column.as_deref());
@@ -205,7 +218,7 @@ impl ImageAuditJob {
                 Arc::new(UInt32Array::from(heights)),
             ],
         )?;
-        delta::write_table(&self.findings, vec![findings.clone()], SaveMode::Overwrite).await?;
+        delta::write_table(&self.findings, vec![findings.clone()], SaveMode::Overwrite, &self.storage).await?;
 
         if let Some(location) = &self.clean_snapshot {
             ctx.register_table("findings", Arc::new(MemTable::try_new(findings.schema(), vec![vec![findings]])?))?;
@@ -218,7 +231,7 @@ impl ImageAuditJob {
                 .collect()
                 .await?;
             report.clean_rows = Some(clean.iter().map(|batch| batch.num_rows() as u64).sum());
-            delta::write_table(location, clean, SaveMode::Overwrite).await?;
+            delta::write_table(location, clean, SaveMode::Overwrite, &self.storage).await?;
         }
         Ok(report)
     }

@@ -15,6 +15,7 @@ pub struct BaselineJob {
     filter: Option<String>,
     bundle_dir: PathBuf,
     trainer: BaselineTrainer,
+    storage: crate::StorageOptions,
 }
 
 impl BaselineJob {
@@ -26,7 +27,15 @@ impl BaselineJob {
             filter: None,
             bundle_dir: bundle_dir.as_ref().to_path_buf(),
             trainer: BaselineTrainer::default(),
+            storage: crate::StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of every table this job reads and writes (see
+    /// [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     /// Trains on this table version instead of the latest.
@@ -49,7 +58,8 @@ impl BaselineJob {
     pub async fn execute(self) -> Result<BaselineReport> {
         let at = self.version.map_or(SnapshotAt::Latest, SnapshotAt::Version);
         let snapshot =
-            TrainingSnapshot::load(&self.table, &at, self.filter.as_deref(), &SnapshotColumns::default()).await?;
+            TrainingSnapshot::load(&self.table, &at, self.filter.as_deref(), &SnapshotColumns::default(), &self.storage)
+                .await?;
         if snapshot.rows() == 0 {
             let filter = self.filter.as_deref().map(|predicate| format!(" WHERE {predicate}")).unwrap_or_default();
             return Err(Error::Input(format!("{}{filter} has no rows to train on", self.table)));

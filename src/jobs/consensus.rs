@@ -28,6 +28,7 @@ pub struct ConsensusJob {
     min_agree: usize,
     columns: [String; 4],
     taxonomy: Option<(TaxonomyStore, String)>,
+    storage: crate::StorageOptions,
 }
 
 /// What the consensus found.
@@ -60,7 +61,15 @@ impl ConsensusJob {
             min_agree: 2,
             columns: ["product_id".into(), "labeller_id".into(), "category".into(), "labelled_at".into()],
             taxonomy: None,
+            storage: crate::StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of every table this job reads and writes (see
+    /// [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     /// Labellers that must agree (default 2, as in "2 of 3").
@@ -82,7 +91,11 @@ impl ConsensusJob {
     }
 
     pub async fn execute(self) -> Result<ConsensusReport> {
-        let session = SessionBuilder::new().with_table("labels", &self.labels).build().await?;
+        let session = SessionBuilder::new()
+            .with_storage_options(self.storage.clone())
+            .with_table("labels", &self.labels)
+            .build()
+            .await?;
         let ctx = &session.ctx;
         let votes = self.votes_select(ctx).await?;
         // The statistics read the ballots as views; the decisions come from the same SQL.
@@ -117,8 +130,8 @@ impl ConsensusJob {
             by_labeller: ctx.sql(BY_LABELLER_SQL).await?.collect().await?,
             by_category: ctx.sql(BY_CATEGORY_SQL).await?.collect().await?,
         };
-        write_all(&self.consensus_table, consensus).await?;
-        write_all(&self.rejected_table, rejected).await?;
+        write_all(&self.consensus_table, consensus, &self.storage).await?;
+        write_all(&self.rejected_table, rejected, &self.storage).await?;
         Ok(report)
     }
 
@@ -176,6 +189,6 @@ async fn collect_or_empty(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordB
     Ok(if batches.is_empty() { vec![RecordBatch::new_empty(schema)] } else { batches })
 }
 
-async fn write_all(location: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-    delta::write_table(location, batches, SaveMode::Overwrite).await
+async fn write_all(location: &str, batches: Vec<RecordBatch>, storage: &crate::StorageOptions) -> Result<u64> {
+    delta::write_table(location, batches, SaveMode::Overwrite, storage).await
 }

@@ -37,11 +37,18 @@ pub type FeaturesByBackbone = BTreeMap<String, Vec<(ImageKey, Arc<[f32]>)>>;
 #[derive(Debug, Clone)]
 pub struct FeatureCache {
     location: String,
+    storage: crate::StorageOptions,
 }
 
 impl FeatureCache {
     pub fn new(location: impl Into<String>) -> Self {
-        Self { location: location.into() }
+        Self { location: location.into(), storage: crate::StorageOptions::default() }
+    }
+
+    /// Options for the object store the cache table lives in (see [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     pub fn location(&self) -> &str {
@@ -51,10 +58,10 @@ impl FeatureCache {
     /// The features stored for `fingerprint` (none when the table does not exist yet).
     pub async fn load(&self, fingerprint: &str) -> Result<KnownFeatures> {
         let mut known = HashMap::new();
-        if !self.location.contains("://") && !std::path::Path::new(&self.location).join("_delta_log").is_dir() {
+        if !crate::delta::table_exists(&self.location, &self.storage).await? {
             return Ok(known);
         }
-        let table = crate::delta::open_table(&self.location, None).await?;
+        let table = crate::delta::open_table(&self.location, None, &self.storage).await?;
         let session = SessionBuilder::new().build().await?;
         session.register_table("feature_cache", &table).await?;
         let query = format!(
@@ -105,7 +112,7 @@ impl FeatureCache {
                 Arc::new(TimestampMicrosecondArray::from(vec![now; features.len()]).with_timezone("UTC")),
             ],
         )?;
-        crate::delta::write_table(&self.location, vec![batch], SaveMode::Append).await?;
+        crate::delta::write_table(&self.location, vec![batch], SaveMode::Append, &self.storage).await?;
         Ok(())
     }
 }

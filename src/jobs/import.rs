@@ -7,7 +7,7 @@
 //! a NULL image and counted in the report.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, ListBuilder, RecordBatch, StringArray, StringBuilder};
@@ -42,17 +42,18 @@ pub enum ImageStorage {
 
 #[derive(Debug, Clone)]
 pub struct ImportJob {
-    source: PathBuf,
+    source: String,
     target: String,
     id_column: String,
     title_column: Option<String>,
     description_column: Option<String>,
     image_column: Option<String>,
-    images_dir: Option<PathBuf>,
+    images_dir: Option<String>,
     labels: Labels,
     storage: ImageStorage,
     mode: SaveMode,
     batch_rows: usize,
+    storage_options: crate::StorageOptions,
 }
 
 /// What an import did.
@@ -72,10 +73,11 @@ pub struct ImportReport {
 const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "JPG"];
 
 impl ImportJob {
-    /// Imports `source` (a `.csv` or `.parquet` file) into the Delta table at `target`.
+    /// Imports `source` (a `.csv` or `.parquet` file, local or in object storage) into the
+    /// Delta table at `target`.
     pub fn new(source: impl AsRef<Path>, target: impl Into<String>) -> Self {
         Self {
-            source: source.as_ref().to_path_buf(),
+            source: source.as_ref().to_string_lossy().into_owned(),
             target: target.into(),
             id_column: "id".into(),
             title_column: None,
@@ -86,7 +88,16 @@ impl ImportJob {
             storage: ImageStorage::Embed,
             mode: SaveMode::ErrorIfExists,
             batch_rows: 1024,
+            storage_options: crate::StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of the source file and the target table (see
+    /// [`crate::storage`]); images in object storage are fetched with the environment's
+    /// credentials, as `categorize` fetches them.
+    pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
+        self.storage_options = options;
+        self
     }
 
     pub fn with_id_column(mut self, column: impl Into<String>) -> Self {
@@ -111,8 +122,9 @@ impl ImportJob {
         self
     }
 
+    /// The folder of the images: a local directory or a prefix in object storage.
     pub fn with_images_dir(mut self, dir: impl AsRef<Path>) -> Self {
-        self.images_dir = Some(dir.as_ref().to_path_buf());
+        self.images_dir = Some(dir.as_ref().to_string_lossy().into_owned());
         self
     }
 
@@ -133,10 +145,11 @@ impl ImportJob {
     }
 
     pub async fn execute(self) -> Result<ImportReport> {
-        let input = read_source(&self.source, self.batch_rows)?;
+        let bytes = crate::storage::read_file(&self.source, &self.storage_options).await?;
+        let input = read_source(&self.source, bytes, self.batch_rows)?;
         self.check_columns(&input.schema)?;
         let total: usize = input.batches.iter().map(RecordBatch::num_rows).sum();
-        let mut progress = Progress::new(format!("importing {}", self.source.display()), Some(total as u64));
+        let mut progress = Progress::new(format!("importing {}", self.source), Some(total as u64));
         let fetcher = ImageFetcher::default();
         // The user named the image folder or URIs of this import themselves.
         let settings = FetchSettings::trusted(std::env::current_dir().unwrap_or_default());
@@ -155,7 +168,7 @@ impl ImportJob {
             progress.advance(batch.num_rows() as u64);
         }
         progress.finish();
-        report.table_version = delta::write_table(&self.target, output, self.mode).await?;
+        report.table_version = delta::write_table(&self.target, output, self.mode, &self.storage_options).await?;
         Ok(report)
     }
 
@@ -174,7 +187,7 @@ impl ImportJob {
             let available: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
             return Err(Error::Input(format!(
                 "{} has no column {} (its columns: {})",
-                self.source.display(),
+                self.source,
                 missing.join(", "),
                 available.join(", ")
             )));
@@ -302,13 +315,16 @@ impl ImportJob {
         if let Some(column) = image_column {
             let value = column.is_valid(row).then(|| column.value(row).trim()).filter(|value| !value.is_empty())?;
             return Some(match &self.images_dir {
-                Some(dir) if !value.contains("://") && !Path::new(value).is_absolute() => {
-                    dir.join(value).display().to_string()
-                }
+                Some(dir) if !value.contains("://") && !Path::new(value).is_absolute() => join(dir, value),
                 _ => value.to_string(),
             });
         }
         let dir = self.images_dir.as_ref()?;
+        if dir.contains("://") {
+            // Object storage: no cheap existence check per extension; images are <id>.jpg.
+            return Some(join(dir, &format!("{id}.jpg")));
+        }
+        let dir = Path::new(dir);
         let found = IMAGE_EXTENSIONS.iter().map(|ext| dir.join(format!("{id}.{ext}"))).find(|path| path.is_file());
         Some(found.unwrap_or_else(|| dir.join(format!("{id}.jpg"))).display().to_string())
     }
@@ -337,10 +353,21 @@ struct SourceData {
     batches: Vec<RecordBatch>,
 }
 
-/// Reads a CSV (header row, every column as text) or Parquet file (columns cast to text).
-fn read_source(path: &Path, batch_rows: usize) -> Result<SourceData> {
-    let open = || std::fs::File::open(path).map_err(|source| Error::io(path.display(), source));
-    let extension = path.extension().and_then(|ext| ext.to_str()).unwrap_or_default().to_lowercase();
+/// `name` inside the folder `dir` (a local directory or an object storage prefix).
+fn join(dir: &str, name: &str) -> String {
+    if dir.contains("://") {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    } else {
+        Path::new(dir).join(name).display().to_string()
+    }
+}
+
+/// Reads a CSV (header row, every column as text) or Parquet file (columns cast to text) from
+/// its bytes; `name` says which it is.
+fn read_source(name: &str, bytes: bytes::Bytes, batch_rows: usize) -> Result<SourceData> {
+    let open = || Ok::<_, Error>(std::io::Cursor::new(bytes.clone()));
+    let extension =
+        Path::new(name).extension().and_then(|ext| ext.to_str()).unwrap_or_default().to_lowercase();
     let batches: Vec<RecordBatch> = match extension.as_str() {
         "csv" => {
             let format = arrow::csv::reader::Format::default().with_header(true);
@@ -357,22 +384,22 @@ fn read_source(path: &Path, batch_rows: usize) -> Result<SourceData> {
             reader.collect::<Result<_, _>>()?
         }
         "parquet" => {
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)
-                .map_err(|error| Error::Input(format!("{}: {error}", path.display())))?
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+                .map_err(|error| Error::Input(format!("{name}: {error}")))?
                 .with_batch_size(batch_rows)
                 .build()
-                .map_err(|error| Error::Input(format!("{}: {error}", path.display())))?;
+                .map_err(|error| Error::Input(format!("{name}: {error}")))?;
             let mut batches = Vec::new();
             for batch in reader {
                 batches.push(as_text(&batch?)?);
             }
             batches
         }
-        _ => return Err(Error::Input(format!("{}: expected a .csv or .parquet file", path.display()))),
+        _ => return Err(Error::Input(format!("{name}: expected a .csv or .parquet file"))),
     };
     let schema = match batches.first() {
         Some(batch) => batch.schema(),
-        None => return Err(Error::Input(format!("{} has no rows", path.display()))),
+        None => return Err(Error::Input(format!("{name} has no rows"))),
     };
     Ok(SourceData { schema, batches })
 }

@@ -48,7 +48,7 @@ pub struct RefreshJob {
     source: String,
     source_version: Option<u64>,
     target: String,
-    model: std::path::PathBuf,
+    model: String,
     id_column: String,
     image_column: Option<String>,
     chunk_rows: usize,
@@ -57,6 +57,7 @@ pub struct RefreshJob {
     device: Device,
     settings: Vec<(String, String)>,
     max_attempts: usize,
+    storage: crate::StorageOptions,
 }
 
 /// What a refresh did; printed at the end and, with `--json`, for schedulers.
@@ -110,12 +111,13 @@ impl<E: Into<Error>> From<E> for Stop {
 }
 
 impl RefreshJob {
+    /// `model` is a bundle directory or a bundle in object storage (see [`crate::bundles`]).
     pub fn new(source: impl Into<String>, target: impl Into<String>, model: impl AsRef<std::path::Path>) -> Self {
         Self {
             source: source.into(),
             source_version: None,
             target: target.into(),
-            model: model.as_ref().to_path_buf(),
+            model: model.as_ref().to_string_lossy().into_owned(),
             id_column: "product_id".into(),
             image_column: None,
             chunk_rows: 10_000,
@@ -124,7 +126,15 @@ impl RefreshJob {
             device: Device::Auto,
             settings: Vec::new(),
             max_attempts: 5,
+            storage: crate::StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of the source, the target and the bundle (see
+    /// [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     /// Reads this version of the products table instead of the latest.
@@ -183,8 +193,9 @@ impl RefreshJob {
 
     pub async fn execute(self) -> Result<RefreshReport> {
         let started = Instant::now();
-        let source_table = delta::open_table(&self.source, self.source_version).await?;
+        let source_table = delta::open_table(&self.source, self.source_version, &self.storage).await?;
         let mut builder = SessionBuilder::new()
+            .with_storage_options(self.storage.clone())
             .with_model("model", &self.model)
             .with_device(self.device)
             // score.sql names the small side (changed ids and hashes) first: keep that order, and
@@ -202,7 +213,7 @@ impl RefreshJob {
         }
         let session = builder.build().await?;
         session.register_table("products", &source_table).await?;
-        let id_type = self.create_source_view(&session.ctx).await?;
+        let (id_type, images_by_uri) = self.create_source_view(&session.ctx).await?;
         check_unique_ids(&session.ctx, &self.source).await?;
 
         let engine = session.models.get(None)?;
@@ -226,7 +237,7 @@ impl RefreshJob {
         }
         let schema = predictions_schema(&id_type, depth);
         loop {
-            match self.attempt(&session, &schema, &mut report).await {
+            match self.attempt(&session, &schema, images_by_uri, &mut report).await {
                 Ok(()) => break,
                 Err(Stop::Conflict(message)) if (report.conflicts as usize) + 1 < self.max_attempts => {
                     report.conflicts += 1;
@@ -257,9 +268,9 @@ impl RefreshJob {
         Ok(report)
     }
 
-    /// Registers `source` (product_id, title, description, image) over the products table and
-    /// returns the type of product_id.
-    async fn create_source_view(&self, ctx: &SessionContext) -> Result<DataType> {
+    /// Registers `source` (product_id, title, description, image, image_version) over the
+    /// products table and returns the type of product_id and whether images are named by URI.
+    async fn create_source_view(&self, ctx: &SessionContext) -> Result<(DataType, bool)> {
         let schema = ctx.table("products").await?.schema().as_arrow().clone();
         let image = image_column(&schema, self.image_column.as_deref());
         require_columns(
@@ -273,13 +284,21 @@ impl RefreshJob {
             ],
         )?;
         let id_type = schema.field_with_name(&self.id_column)?.data_type().clone();
+        // Images named by URI can change behind the same URI: their object version (one HEAD
+        // each, no bytes read) is part of the content hash.
+        let by_uri = matches!(
+            schema.field_with_name(&image)?.data_type(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+        );
+        let version = if by_uri { format!("image_version({})", quote(&image)) } else { "CAST(NULL AS VARCHAR)".into() };
         let sql = format!(
-            "CREATE VIEW source AS SELECT {} AS product_id, title, description, {} AS image FROM products",
+            "CREATE VIEW source AS SELECT {} AS product_id, title, description, {} AS image, {version} AS image_version \
+             FROM products",
             quote(&self.id_column),
             quote(&image)
         );
         ctx.sql(&sql).await?.collect().await?;
-        Ok(plain(&id_type))
+        Ok((plain(&id_type), by_uri))
     }
 
     /// One pass: compare, score the changes chunk by chunk, delete what is gone.
@@ -287,10 +306,11 @@ impl RefreshJob {
         &self,
         session: &LakecatSession,
         schema: &SchemaRef,
+        images_by_uri: bool,
         report: &mut RefreshReport,
     ) -> Result<(), Stop> {
         let ctx = &session.ctx;
-        let mut target = open_or_create_target(&self.target, schema).await?;
+        let mut target = open_or_create_target(&self.target, schema, &self.storage).await?;
         session.register_table("target", &target).await?;
         let previous_run = target
             .snapshot()
@@ -301,7 +321,8 @@ impl RefreshJob {
         report.run = previous_run.unwrap_or(0) + 1;
         // Rows that failed to fetch in an attempt that lost a race are fetched again in this one.
         report.fetch_errors = 0;
-        if self.target_is_current(&target, report).await? {
+        // An unchanged source version says nothing about images behind URIs: those are checked.
+        if !images_by_uri && self.target_is_current(&target, report).await? {
             report.skipped = report.scanned - report.without_id;
             report.source_unchanged = true;
             report.target_version = target.version().unwrap_or_default();
@@ -603,9 +624,8 @@ fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<R
         .collect()
 }
 
-async fn open_or_create_target(location: &str, schema: &SchemaRef) -> Result<DeltaTable> {
-    let url = delta::table_url(location)?;
-    let table = DeltaTable::try_from_url(url).await.map_err(|source| Error::delta(location, source))?;
+async fn open_or_create_target(location: &str, schema: &SchemaRef, storage: &crate::StorageOptions) -> Result<DeltaTable> {
+    let table = delta::table_for_writing(location, storage).await?;
     if table.version().is_some() {
         return Ok(table);
     }
@@ -614,7 +634,7 @@ async fn open_or_create_target(location: &str, schema: &SchemaRef) -> Result<Del
         table.write(vec![RecordBatch::new_empty(schema.clone())]).with_save_mode(SaveMode::ErrorIfExists).await;
     match created {
         Ok(table) => Ok(table),
-        Err(_) => delta::open_table(location, None).await,
+        Err(_) => delta::open_table(location, None, storage).await,
     }
 }
 

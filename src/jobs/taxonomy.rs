@@ -12,27 +12,35 @@ use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::protocol::SaveMode;
 use lakecat_core::{Node, Pruned, Taxonomy};
 
+use crate::storage::StorageOptions;
 use crate::{Error, Result, SessionBuilder, delta};
 
 /// The taxonomy versions stored at one Delta table location.
 #[derive(Debug, Clone)]
 pub struct TaxonomyStore {
     location: String,
+    storage: StorageOptions,
 }
 
 impl TaxonomyStore {
     pub fn new(location: impl Into<String>) -> Self {
-        Self { location: location.into() }
+        Self { location: location.into(), storage: StorageOptions::default() }
     }
 
-    fn exists(&self) -> bool {
-        self.location.contains("://") || std::path::Path::new(&self.location).join("_delta_log").is_dir()
+    /// Options for the object store the store lives in (see [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage = options;
+        self
+    }
+
+    async fn exists(&self) -> Result<bool> {
+        delta::table_exists(&self.location, &self.storage).await
     }
 
     /// A plain DataFusion session over the store (no lakecat functions: sessions load stores).
     async fn session(&self) -> Result<SessionContext> {
         let ctx = SessionContext::new();
-        let table = delta::open_table(&self.location, None).await?;
+        let table = delta::open_table(&self.location, None, &self.storage).await?;
         table.update_datafusion_session(&ctx.state()).map_err(|source| Error::delta(&self.location, source))?;
         ctx.register_table("taxonomies", table.table_provider().await?)?;
         Ok(ctx)
@@ -40,7 +48,7 @@ impl TaxonomyStore {
 
     /// Stored versions, oldest first.
     pub async fn versions(&self) -> Result<Vec<String>> {
-        if !self.exists() {
+        if !self.exists().await? {
             return Ok(Vec::new());
         }
         let ctx = self.session().await?;
@@ -66,12 +74,12 @@ impl TaxonomyStore {
                 taxonomy.version()
             )));
         }
-        delta::write_table(&self.location, vec![to_batch(taxonomy)?], SaveMode::Append).await
+        delta::write_table(&self.location, vec![to_batch(taxonomy)?], SaveMode::Append, &self.storage).await
     }
 
     /// The stored taxonomy `version`.
     pub async fn load(&self, version: &str) -> Result<Taxonomy> {
-        let nodes = if self.exists() { self.nodes(version).await? } else { Vec::new() };
+        let nodes = if self.exists().await? { self.nodes(version).await? } else { Vec::new() };
         if nodes.is_empty() {
             // Only an error needs the list of what is stored.
             let known = self.versions().await?;
@@ -149,8 +157,13 @@ fn to_batch(taxonomy: &Taxonomy) -> Result<RecordBatch> {
 
 /// Rows per category path (`A > B > C`) in `column` of the Delta table at `labels`; NULL and
 /// empty labels are counted apart.
-pub async fn label_counts(labels: &str, column: &str) -> Result<(HashMap<String, u64>, u64)> {
-    let ctx = SessionBuilder::new().with_table("labels", labels).build().await?.ctx;
+pub async fn label_counts(
+    labels: &str,
+    column: &str,
+    storage: &StorageOptions,
+) -> Result<(HashMap<String, u64>, u64)> {
+    let ctx =
+        SessionBuilder::new().with_storage_options(storage.clone()).with_table("labels", labels).build().await?.ctx;
     let schema = ctx.table("labels").await?.schema().as_arrow().clone();
     crate::jobs::require_columns(&schema, labels, &[("label", column, "--label-column")])?;
     let sql = format!(
@@ -218,6 +231,7 @@ pub struct PruneJob {
     version: String,
     save_to: Option<TaxonomyStore>,
     report_table: Option<String>,
+    storage: StorageOptions,
 }
 
 /// The pruned taxonomy, its report, and the rows that had no label.
@@ -239,7 +253,14 @@ impl PruneJob {
             version: version.into(),
             save_to: None,
             report_table: None,
+            storage: StorageOptions::default(),
         }
+    }
+
+    /// Options for the object store of the labels and report tables (see [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     pub fn with_label_column(mut self, column: impl Into<String>) -> Self {
@@ -267,7 +288,7 @@ impl PruneJob {
     }
 
     pub async fn execute(self) -> Result<PruneOutcome> {
-        let (labels, unlabelled) = label_counts(&self.labels, &self.label_column).await?;
+        let (labels, unlabelled) = label_counts(&self.labels, &self.label_column, &self.storage).await?;
         if labels.is_empty() {
             return Err(Error::Input(format!("{}: no row has a label in {:?}", self.labels, self.label_column)));
         }
@@ -302,7 +323,8 @@ impl PruneJob {
             store.save(&pruned.taxonomy).await?;
         }
         if let Some(location) = &self.report_table {
-            delta::write_table(location, vec![prune_report_batch(&pruned, &self.version)?], SaveMode::Append).await?;
+            delta::write_table(location, vec![prune_report_batch(&pruned, &self.version)?], SaveMode::Append, &self.storage)
+                .await?;
         }
         Ok(PruneOutcome { pruned, unlabelled })
     }

@@ -23,6 +23,8 @@ use lakecat_training::{
 use serde::Serialize;
 
 use super::{quote, require_columns};
+use crate::bundles::BundleStore;
+use crate::storage::StorageOptions;
 use crate::{Error, Result, SessionBuilder};
 
 /// Which version of the table to read.
@@ -81,13 +83,14 @@ impl TrainingSnapshot {
         at: &SnapshotAt,
         filter: Option<&str>,
         columns: &SnapshotColumns,
+        storage: &StorageOptions,
     ) -> Result<Self> {
         let version = match at {
             SnapshotAt::Latest => None,
             SnapshotAt::Version(version) => Some(*version),
-            SnapshotAt::Timestamp(timestamp) => Some(crate::delta::version_at(location, timestamp).await?),
+            SnapshotAt::Timestamp(timestamp) => Some(crate::delta::version_at(location, timestamp, storage).await?),
         };
-        let table = crate::delta::open_table(location, version).await?;
+        let table = crate::delta::open_table(location, version, storage).await?;
         let version = table.version().ok_or_else(|| Error::Input(format!("{location} has no committed version")))?;
         let session = SessionBuilder::new().build().await?;
         session.register_table("training_data", &table).await?;
@@ -221,9 +224,12 @@ pub struct TrainJob {
     trainer: FusionTrainer,
     taxonomy: Option<(String, String)>,
     feature_cache: Option<FeatureCache>,
+    storage: StorageOptions,
 }
 
 impl TrainJob {
+    /// Trains on the table at `table` into the bundle directory `bundle_dir` (to publish the
+    /// bundle to object storage afterwards, see [`BundleStore::publish`]).
     pub fn new(table: impl Into<String>, bundle_dir: impl AsRef<Path>) -> Self {
         Self {
             table: table.into(),
@@ -234,7 +240,16 @@ impl TrainJob {
             trainer: FusionTrainer::new("lakecat"),
             taxonomy: None,
             feature_cache: None,
+            storage: StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of the table, the taxonomy store and the feature cache
+    /// (see [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.feature_cache = self.feature_cache.map(|cache| cache.with_storage_options(options.clone()));
+        self.storage = options;
+        self
     }
 
     pub fn with_snapshot(mut self, at: SnapshotAt) -> Self {
@@ -268,7 +283,7 @@ impl TrainJob {
     /// (read before, appended after the run), so that later runs on the same images skip the
     /// backbone. Without it the features are computed once per run.
     pub fn with_feature_cache(mut self, location: impl Into<String>) -> Self {
-        self.feature_cache = Some(FeatureCache::new(location));
+        self.feature_cache = Some(FeatureCache::new(location).with_storage_options(self.storage.clone()));
         self
     }
 
@@ -309,7 +324,8 @@ impl TrainJob {
         &self,
         trainable_variants: &[usize],
     ) -> Result<(TrainingSnapshot, FusionTrainer, Option<Arc<OrtFeatures>>)> {
-        let snapshot = TrainingSnapshot::load(&self.table, &self.at, self.filter.as_deref(), &self.columns).await?;
+        let snapshot =
+            TrainingSnapshot::load(&self.table, &self.at, self.filter.as_deref(), &self.columns, &self.storage).await?;
         if snapshot.rows() == 0 {
             let filter = self.filter.as_deref().map(|f| format!(" matching {f}")).unwrap_or_default();
             return Err(Error::Input(format!(
@@ -320,7 +336,8 @@ impl TrainJob {
         }
         let mut trainer = self.trainer.clone().with_training_source(snapshot.source());
         if let Some((store, version)) = &self.taxonomy {
-            trainer = trainer.with_taxonomy(super::TaxonomyStore::new(store).load(version).await?);
+            let store = super::TaxonomyStore::new(store).with_storage_options(self.storage.clone());
+            trainer = trainer.with_taxonomy(store.load(version).await?);
         }
         let settings = trainer.settings();
         if !(settings.use_images && settings.backbone.is_pretrained()) {
@@ -391,24 +408,34 @@ pub struct EvalReport {
 /// analysts' SQL) and compares with the labels.
 #[derive(Debug, Clone)]
 pub struct EvalJob {
-    bundle: PathBuf,
+    bundle: String,
     table: String,
     at: SnapshotAt,
     filter: Option<String>,
     columns: SnapshotColumns,
     rows: EvalRows,
+    storage: StorageOptions,
 }
 
 impl EvalJob {
+    /// Evaluates the bundle at `bundle` (a directory or a location in object storage, see
+    /// [`crate::bundles`]) on the table at `table`.
     pub fn new(bundle: impl AsRef<Path>, table: impl Into<String>) -> Self {
         Self {
-            bundle: bundle.as_ref().to_path_buf(),
+            bundle: bundle.as_ref().to_string_lossy().into_owned(),
             table: table.into(),
             at: SnapshotAt::Latest,
             filter: None,
             columns: SnapshotColumns::default(),
             rows: EvalRows::Validation,
+            storage: StorageOptions::default(),
         }
+    }
+
+    /// Options for the object stores of the table and the bundle (see [`crate::storage`]).
+    pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
+        self.storage = options;
+        self
     }
 
     pub fn with_snapshot(mut self, at: SnapshotAt) -> Self {
@@ -432,15 +459,17 @@ impl EvalJob {
     }
 
     pub async fn execute(self) -> Result<EvalReport> {
-        let bundle = Bundle::load(&self.bundle)?;
+        let resolved = BundleStore::new().with_storage_options(self.storage.clone()).resolve(&self.bundle).await?;
+        let bundle = Bundle::load(&resolved.dir)?;
         let split: Option<Split> =
             bundle.manifest().hyperparameters.get("split").and_then(|value| serde_json::from_value(value.clone()).ok());
         let mut columns = self.columns.clone();
         if bundle.image().is_none() {
             columns.image = None;
         }
-        let snapshot = TrainingSnapshot::load(&self.table, &self.at, self.filter.as_deref(), &columns).await?;
-        let session = SessionBuilder::new().with_model("model", &self.bundle).build().await?;
+        let snapshot =
+            TrainingSnapshot::load(&self.table, &self.at, self.filter.as_deref(), &columns, &self.storage).await?;
+        let session = SessionBuilder::new().with_model("model", &resolved.dir).build().await?;
         let taxonomy = bundle.taxonomy().clone();
         let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
         let mut scored = Vec::new();

@@ -187,8 +187,8 @@ async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Resu
             Arc::new(StringArray::from_iter(rows.iter().map(|row| row.3.as_deref()))),
         ],
     )?;
-    lakecat::delta::write_table(empty_location, vec![batch.slice(0, 0)], SaveMode::ErrorIfExists).await?;
-    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
+    lakecat::delta::write_table(empty_location, vec![batch.slice(0, 0)], SaveMode::ErrorIfExists, &Default::default()).await?;
+    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists, &Default::default()).await?;
     Ok(())
 }
 
@@ -219,7 +219,7 @@ async fn write_image_uris(location: &str) -> lakecat::Result<()> {
             Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))),
         ],
     )?;
-    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
+    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists, &Default::default()).await?;
     Ok(())
 }
 
@@ -280,6 +280,6 @@ async fn write_labels(location: &str) -> lakecat::Result<()> {
         ("category", Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))) as ArrayRef),
         ("labelled_at", Arc::new(Int64Array::from_iter_values(rows.iter().map(|row| row.3))) as ArrayRef),
     ])?;
-    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists).await?;
+    lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists, &Default::default()).await?;
     Ok(())
 }

@@ -144,6 +144,7 @@ async fn write_labels(location: &Path, rows: &[(&str, &str, Option<&str>, i64)])
         &location.display().to_string(),
         vec![batch],
         deltalake::protocol::SaveMode::ErrorIfExists,
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -292,7 +293,7 @@ async fn image_audit_finds_every_planted_fault() {
     ])
     .unwrap();
     let products = dir.path().join("products").display().to_string();
-    lakecat::delta::write_table(&products, vec![batch], deltalake::protocol::SaveMode::ErrorIfExists).await.unwrap();
+    lakecat::delta::write_table(&products, vec![batch], deltalake::protocol::SaveMode::ErrorIfExists, &Default::default()).await.unwrap();
 
     let (findings, clean) = (dir.path().join("findings"), dir.path().join("clean"));
     let report = lakecat::jobs::ImageAuditJob::new(&products, findings.display().to_string())

@@ -8,6 +8,7 @@ mod cli;
 mod import;
 mod labels;
 mod refresh;
+mod remote;
 mod s3;
 mod scoring;
 mod train;

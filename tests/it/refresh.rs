@@ -15,7 +15,7 @@ use crate::common::{fixture, session};
 /// Writes the fixture's products selected by `sql` (over `products`) to a new table version.
 async fn write_products(location: &Path, sql: &str, mode: SaveMode) {
     let batches = session().await.ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    lakecat::delta::write_table(&location.display().to_string(), batches, mode).await.unwrap();
+    lakecat::delta::write_table(&location.display().to_string(), batches, mode, &Default::default()).await.unwrap();
 }
 
 /// The predictions table in a comparable form: everything but the scoring time, in id order.

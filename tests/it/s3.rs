@@ -22,9 +22,9 @@ use crate::common::{fixture, repo_root, sample_image};
 const BUCKET: &str = "lakecat-images";
 
 /// moto_server on a free port, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Moto {
@@ -39,7 +39,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts moto from the checkout's .venv (scripts/setup.sh --test installs it there).
-fn start_moto() -> Moto {
+pub(crate) fn start_moto() -> Moto {
     let root = repo_root();
     let site_packages = std::fs::read_dir(root.join(".venv/lib"))
         .ok()
@@ -71,21 +71,23 @@ fn start_moto() -> Moto {
 }
 
 /// Forwards to `upstream`, except: a request naming "stall" gets no answer, and the first
-/// request naming "flaky" has its connection dropped (a transient failure to retry).
-fn start_fault_proxy(upstream: u16) -> u16 {
+/// request containing `drop_once` has its connection dropped before it is forwarded (a
+/// transient failure). Returns the port and how many requests contained `drop_once`.
+pub(crate) fn start_fault_proxy(upstream: u16, drop_once: &'static [u8]) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let flaky_drops = Arc::new(AtomicUsize::new(0));
+    let seen = flaky_drops.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let flaky_drops = flaky_drops.clone();
-            std::thread::spawn(move || forward(client, upstream, &flaky_drops));
+            std::thread::spawn(move || forward(client, upstream, drop_once, &flaky_drops));
         }
     });
-    port
+    (port, seen)
 }
 
-fn forward(mut client: TcpStream, upstream: u16, flaky_drops: &AtomicUsize) {
+fn forward(mut client: TcpStream, upstream: u16, drop_once: &[u8], flaky_drops: &AtomicUsize) {
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
     let (mut server_reader, mut client_writer) = (server.try_clone().unwrap(), client.try_clone().unwrap());
     std::thread::spawn(move || {
@@ -104,7 +106,7 @@ fn forward(mut client: TcpStream, upstream: u16, flaky_drops: &AtomicUsize) {
             std::thread::sleep(Duration::from_secs(30));
             break;
         }
-        if names(b"flaky") && flaky_drops.fetch_add(1, Ordering::SeqCst) == 0 {
+        if names(drop_once) && flaky_drops.fetch_add(1, Ordering::SeqCst) == 0 {
             break;
         }
         if server.write_all(request).is_err() {
@@ -115,11 +117,11 @@ fn forward(mut client: TcpStream, upstream: u16, flaky_drops: &AtomicUsize) {
     let _ = client.shutdown(Shutdown::Both);
 }
 
-fn create_bucket(port: u16) {
+pub(crate) fn create_bucket(port: u16, bucket: &str) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -127,7 +129,7 @@ fn create_bucket(port: u16) {
     assert!(response.starts_with("HTTP/1.1 200"), "creating the bucket: {response}");
 }
 
-const CREDENTIALS: [(&str, &str); 4] = [
+pub(crate) const CREDENTIALS: [(&str, &str); 4] = [
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
     ("AWS_REGION", "us-east-1"),
@@ -149,8 +151,8 @@ async fn upload(port: u16, objects: &[(&str, Vec<u8>)]) {
 async fn images_on_s3_are_fetched_and_failures_are_row_errors() {
     let fixture = fixture();
     let moto = start_moto();
-    let proxy = start_fault_proxy(moto.port);
-    create_bucket(moto.port);
+    let (proxy, _) = start_fault_proxy(moto.port, b"flaky");
+    create_bucket(moto.port, BUCKET);
     let image = |name: &str| std::fs::read(sample_image(name)).unwrap();
     upload(
         moto.port,
@@ -192,7 +194,7 @@ async fn images_on_s3_are_fetched_and_failures_are_row_errors() {
         ],
     )
     .unwrap();
-    lakecat::delta::write_table(&source.display().to_string(), vec![batch], SaveMode::ErrorIfExists).await.unwrap();
+    lakecat::delta::write_table(&source.display().to_string(), vec![batch], SaveMode::ErrorIfExists, &Default::default()).await.unwrap();
 
     let refresh = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lakecat"));

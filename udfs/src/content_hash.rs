@@ -1,5 +1,5 @@
-//! `content_hash(image, title, description)`: a fingerprint of what `categorize` reads, so a
-//! refresh rescores only rows whose inputs changed.
+//! `content_hash(image, title, description [, image_version])`: a fingerprint of what
+//! `categorize` reads, so a refresh rescores only rows whose inputs changed.
 
 use std::sync::{Arc, LazyLock};
 
@@ -41,8 +41,11 @@ impl ScalarUDFImpl for ContentHashUdf {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() != 3 {
-            return plan_err!("content_hash takes (image, title, description), got {} arguments", arg_types.len());
+        if !(3..=4).contains(&arg_types.len()) {
+            return plan_err!(
+                "content_hash takes (image, title, description [, image_version]), got {} arguments",
+                arg_types.len()
+            );
         }
         for data_type in arg_types {
             if !(is_bytes(data_type) || is_text(data_type) || data_type.is_null()) {
@@ -66,12 +69,13 @@ impl ScalarUDFImpl for ContentHashUdf {
         static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
             Documentation::builder(
                 doc_section(),
-                "A 128-bit BLAKE3 fingerprint (32 hex digits) of a product's inputs. Image bytes are hashed by content, an image URI by its text; NULL, empty and a different type all hash differently. `lakecat refresh` rescores a row when this or the model changes.",
-                "content_hash(image, title, description)",
+                "A 128-bit BLAKE3 fingerprint (32 hex digits) of a product's inputs. Image bytes are hashed by content, an image URI by its text and, when given, the object's version (`image_version(image)`: a NULL version adds nothing); NULL, empty and a different type all hash differently. `lakecat refresh` rescores a row when this or the model changes.",
+                "content_hash(image, title, description [, image_version])",
             )
             .with_argument("image", "Image bytes (BINARY) or an image URI (string), or NULL.")
             .with_argument("title", "Product title, or NULL.")
             .with_argument("description", "Product description, or NULL.")
+            .with_argument("image_version", "Optional: the image object's version, from image_version(image).")
             .with_sql_example("```sql\n> SELECT product_id, content_hash(image, title, description) FROM products;\n```")
             .with_related_udf("categorize")
             .build()
@@ -80,11 +84,15 @@ impl ScalarUDFImpl for ContentHashUdf {
     }
 }
 
-/// One hash per row over every column. Each value is framed by a type tag and its length, so
-/// ("ab", "c") and ("a", "bc") differ, as do NULL and "".
+/// One hash per row over the image, title and description. Each value is framed by a type tag
+/// and its length, so ("ab", "c") and ("a", "bc") differ, as do NULL and "". A fourth column,
+/// the image's version, is added only where it is not NULL, so hashes without one are those
+/// of the three inputs alone.
 pub fn content_hashes(columns: &[ArrayRef]) -> Result<arrow::array::StringArray> {
     let rows = columns.first().map_or(0, |column| column.len());
-    let values = columns.iter().map(byte_values).collect::<Result<Vec<_>>>()?;
+    let (inputs, version) = columns.split_at(columns.len().min(3));
+    let version = version.first().map(byte_values).transpose()?;
+    let values = inputs.iter().map(byte_values).collect::<Result<Vec<_>>>()?;
     let tags: Vec<u8> = columns.iter().map(|column| if is_bytes(column.data_type()) { b'b' } else { b's' }).collect();
     let mut hashes = StringBuilder::with_capacity(rows, rows * 32);
     for row in 0..rows {
@@ -94,6 +102,9 @@ pub fn content_hashes(columns: &[ArrayRef]) -> Result<arrow::array::StringArray>
                 None => hasher.update(b"n"),
                 Some(value) => hasher.update(&[tag]).update(&(value.len() as u64).to_le_bytes()).update(value),
             };
+        }
+        if let Some(version) = version.as_ref().and_then(|versions| versions[row]) {
+            hasher.update(b"v").update(&(version.len() as u64).to_le_bytes()).update(version);
         }
         hashes.append_value(hex::encode(&hasher.finalize().as_bytes()[..16]));
     }
@@ -134,5 +145,18 @@ mod tests {
         // An image URI and the same text as image bytes are different inputs.
         let bytes: ArrayRef = Arc::new(BinaryArray::from_iter_values([b"shirt"]));
         assert_ne!(hash(vec![plain.clone(), null.clone(), null.clone()]), hash(vec![bytes, null.clone(), null]));
+    }
+
+    #[test]
+    fn an_image_version_changes_the_hash_and_a_null_one_does_not() {
+        let uri: ArrayRef = Arc::new(StringArray::from(vec!["s3://b/shirt.jpg"; 3]));
+        let title: ArrayRef = Arc::new(StringArray::from(vec!["Blue shirt"; 3]));
+        let none: ArrayRef = Arc::new(StringArray::new_null(3));
+        let versions: ArrayRef = Arc::new(StringArray::from(vec![None, Some("etag \"a\""), Some("etag \"b\"")]));
+        let without = hash(vec![uri.clone(), title.clone(), none.clone()]);
+        let with = hash(vec![uri, title, none, versions]);
+        assert_eq!(with[0], without[0], "no version: the three-input hash, so existing tables are not rescored");
+        assert_ne!(with[1], without[1]);
+        assert_ne!(with[1], with[2]);
     }
 }

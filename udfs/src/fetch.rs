@@ -174,6 +174,43 @@ impl ImageFetcher {
         })
     }
 
+    /// The version of every URI's object, without reading it: the ETag (or object version, or
+    /// size and modification time) from one HEAD, a local file's size and modification time.
+    /// `None` for NULL, a refused location or a failed HEAD (such a row's fetch fails anyway).
+    pub fn versions_all(&self, uris: &[Option<&str>], settings: &FetchSettings) -> Vec<Option<String>> {
+        let locations: Vec<Option<Location>> =
+            uris.iter().map(|uri| uri.and_then(|uri| self.resolve(uri, settings).ok())).collect();
+        let deadline = settings.deadline();
+        let concurrency = settings.concurrency.max(1);
+        let work = async move {
+            futures::stream::iter(locations.into_iter().map(|location| async move {
+                let head = async {
+                    match location? {
+                        Location::Local(path) => {
+                            let meta = tokio::fs::metadata(&path).await.ok()?;
+                            let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+                            Some(format!("{} bytes, modified {}", meta.len(), modified.as_nanos()))
+                        }
+                        Location::Remote(store, path) => {
+                            let meta = store.head(&path).await.ok()?;
+                            Some(match (meta.e_tag, meta.version) {
+                                (Some(e_tag), _) => format!("etag {e_tag}"),
+                                (None, Some(version)) => format!("version {version}"),
+                                (None, None) => format!("{} bytes, modified {}", meta.size, meta.last_modified.to_rfc3339()),
+                            })
+                        }
+                    }
+                };
+                tokio::time::timeout(deadline, head).await.ok().flatten()
+            }))
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+        };
+        let rows = uris.len();
+        futures::executor::block_on(io_runtime().spawn(work)).unwrap_or_else(|_| vec![None; rows])
+    }
+
     fn resolve(&self, uri: &str, settings: &FetchSettings) -> Result<Location, RowError> {
         let refuse = |message: String| RowError::new(Stage::Fetch, message);
         let local = |path: PathBuf| {

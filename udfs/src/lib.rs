@@ -18,6 +18,7 @@ pub mod content_hash;
 pub mod engine;
 pub mod error;
 pub mod fetch;
+pub mod image_version;
 mod model_arg;
 pub mod prediction;
 pub mod registry;
@@ -39,10 +40,11 @@ pub use error::{Error, Result};
 pub use registry::ModelRegistry;
 pub use taxonomy_versions::TaxonomyVersions;
 
-/// Registers `categorize`, `category_path`, `category_level`, `content_hash` and the `taxonomy`
+/// Registers `categorize`, `category_path`, `category_level`, `content_hash`, `image_version` and the `taxonomy`
 /// and `consensus` table functions for the models in `models`.
 pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
     ctx.register_udf(ScalarUDF::new_from_impl(content_hash::ContentHashUdf::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(image_version::ImageVersionUdf::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(categorize::CategorizeUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())));
     ctx.register_udf(ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())));
