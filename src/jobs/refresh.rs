@@ -214,7 +214,6 @@ impl RefreshJob {
         let session = builder.build().await?;
         session.register_table("products", &source_table).await?;
         let (id_type, images_by_uri) = self.create_source_view(&session.ctx).await?;
-        check_unique_ids(&session.ctx, &self.source).await?;
 
         let engine = session.models.get(None)?;
         let depth = engine.bundle().taxonomy().max_depth();
@@ -228,16 +227,10 @@ impl RefreshJob {
         // The source version is fixed for the run: count once, not per attempt. The total comes
         // from the Delta log's statistics (no data file is read).
         report.scanned = count(&session.ctx, "SELECT count(*) FROM source").await?;
-        report.without_id = count(&session.ctx, "SELECT count(*) FROM source WHERE product_id IS NULL").await?;
-        if report.without_id > 0 {
-            eprintln!(
-                "refresh: warning: {} products of {} have a NULL {} and are not scored; give them ids",
-                report.without_id, self.source, self.id_column
-            );
-        }
         let schema = predictions_schema(&id_type, depth);
+        let mut source_checked = false;
         loop {
-            match self.attempt(&session, &schema, images_by_uri, &mut report).await {
+            match self.attempt(&session, &schema, images_by_uri, &mut source_checked, &mut report).await {
                 Ok(()) => break,
                 Err(Stop::Conflict(message)) if (report.conflicts as usize) + 1 < self.max_attempts => {
                     report.conflicts += 1;
@@ -307,6 +300,7 @@ impl RefreshJob {
         session: &LakecatSession,
         schema: &SchemaRef,
         images_by_uri: bool,
+        source_checked: &mut bool,
         report: &mut RefreshReport,
     ) -> Result<(), Stop> {
         let ctx = &session.ctx;
@@ -322,11 +316,18 @@ impl RefreshJob {
         // Rows that failed to fetch in an attempt that lost a race are fetched again in this one.
         report.fetch_errors = 0;
         // An unchanged source version says nothing about images behind URIs: those are checked.
-        if !images_by_uri && self.target_is_current(&target, report).await? {
+        let current = if images_by_uri { None } else { self.target_is_current(&target, report).await? };
+        if let Some(without_id) = current {
+            report.without_id = without_id;
             report.skipped = report.scanned - report.without_id;
             report.source_unchanged = true;
             report.target_version = target.version().unwrap_or_default();
             return Ok(());
+        }
+        // Only a run that reads the source checks its ids (the skipped run above reads no data file).
+        if !*source_checked {
+            self.check_source(ctx, report).await?;
+            *source_checked = true;
         }
 
         let changes = ctx
@@ -363,14 +364,27 @@ impl RefreshJob {
         Ok(())
     }
 
+    /// Products without an id (counted and reported) and repeated ids (refused).
+    async fn check_source(&self, ctx: &SessionContext, report: &mut RefreshReport) -> Result<()> {
+        report.without_id = count(ctx, "SELECT count(*) FROM source WHERE product_id IS NULL").await?;
+        if report.without_id > 0 {
+            eprintln!(
+                "refresh: warning: {} products of {} have a NULL {} and are not scored; give them ids",
+                report.without_id, self.source, self.id_column
+            );
+        }
+        check_unique_ids(ctx, &self.source).await
+    }
+
     /// Whether the table's latest commit is the last of a complete refresh of this very source
     /// version with this model (and columns, and deletion rule), with no failed fetch to retry:
-    /// then nothing can have changed and no row needs to be read.
-    async fn target_is_current(&self, target: &DeltaTable, report: &RefreshReport) -> Result<bool> {
+    /// then nothing can have changed and no row needs to be read. `Some(products without an
+    /// id)`, as that run counted them, when it is.
+    async fn target_is_current(&self, target: &DeltaTable, report: &RefreshReport) -> Result<Option<u64>> {
         let latest =
             target.history(Some(1)).next().await.transpose().map_err(|source| Error::delta(&self.target, source))?;
         let Some(info) = latest.and_then(|commit| commit.info.get(COMMIT_INFO_KEY).cloned()) else {
-            return Ok(false);
+            return Ok(None);
         };
         let expected = self.run_identity(report);
         let same = expected
@@ -380,7 +394,8 @@ impl RefreshJob {
             info.get("delete_missing") == Some(&serde_json::Value::Bool(true)) || !self.delete_missing;
         let complete = info.get("complete") == Some(&serde_json::Value::Bool(true));
         let no_fetch_errors = info.get("fetch_errors").and_then(serde_json::Value::as_u64) == Some(0);
-        Ok(same && deleted_as_asked && complete && no_fetch_errors)
+        let without_id = info.get("without_id").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        Ok((same && deleted_as_asked && complete && no_fetch_errors).then_some(without_id))
     }
 
     /// What makes two runs score the same rows the same way.
@@ -501,6 +516,7 @@ impl RefreshJob {
             info.insert("delete_missing".into(), self.delete_missing.into());
             info.insert("complete".into(), final_commit.into());
             info.insert("fetch_errors".into(), report.fetch_errors.into());
+            info.insert("without_id".into(), report.without_id.into());
         }
         CommitProperties::default()
             .with_application_transaction(Transaction::new(APP_ID, report.run))
