@@ -97,11 +97,11 @@ impl BundleStore {
         };
         let url = storage::location_url(base)?;
         if !storage::is_remote(&url) {
-            let dir = PathBuf::from(if base.contains("://") {
+            let dir = if base.contains("://") {
                 url.to_file_path().map_err(|()| Error::Input(format!("{location} is not a local path")))?
             } else {
                 PathBuf::from(base)
-            });
+            };
             let dir = match version {
                 Some(version) => dir.join(version),
                 None if dir.join(MANIFEST_FILE).is_file() || !dir.is_dir() => dir,
@@ -346,8 +346,11 @@ async fn exists(store: &Arc<dyn ObjectStore>, path: &ObjectPath, url: &Url) -> R
     }
 }
 
+/// A version name's sort key: runs of digits as numbers, the rest as text.
+type VersionKey = Vec<(u8, u128, String)>;
+
 /// Orders version names as a person would: runs of digits as numbers, the rest as text.
-fn version_key(name: &str) -> Vec<(u8, u128, String)> {
+fn version_key(name: &str) -> VersionKey {
     let mut key = Vec::new();
     let mut rest = name;
     while !rest.is_empty() {
@@ -367,7 +370,7 @@ fn version_key(name: &str) -> Vec<(u8, u128, String)> {
 /// The greatest version under a local directory that holds a manifest.
 fn latest_local(dir: &Path) -> Result<Option<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::io(dir.display(), source))?;
-    let mut versions: Vec<(Vec<(u8, u128, String)>, PathBuf)> = entries
+    let mut versions: Vec<(VersionKey, PathBuf)> = entries
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| path.join(MANIFEST_FILE).is_file())
@@ -384,7 +387,7 @@ async fn latest_remote(store: &Arc<dyn ObjectStore>, url: &Url) -> Result<Option
         location: url.to_string(),
         message: storage::explain(url, &error.to_string()),
     })?;
-    let mut versions: Vec<(Vec<(u8, u128, String)>, String)> = listing
+    let mut versions: Vec<(VersionKey, String)> = listing
         .common_prefixes
         .iter()
         .filter_map(|prefix| prefix.filename().map(str::to_string))

@@ -162,7 +162,7 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
     let report = json(&lake.ok(&train));
     assert!(report["validation"]["top1"].as_f64().unwrap() > 0.3, "{report}");
     let manifest = lake.store("models").get(&ObjectPath::from("fashion/1/manifest.json")).await.unwrap();
-    let manifest = json(&String::from_utf8(manifest.bytes().await.unwrap().to_vec()).unwrap());
+    let manifest = json(std::str::from_utf8(&manifest.bytes().await.unwrap()).unwrap());
     assert_eq!(manifest["training"]["table_uri"], "s3://lake/products", "{manifest}");
     // One row per image of the rows trained on (failed images are never cached).
     let failed: u64 = report["image_failures"].as_object().unwrap().values().filter_map(|rows| rows.as_u64()).sum();
@@ -498,7 +498,7 @@ fn a_connection_dropped_during_a_commit_is_retried_or_fails_clearly() {
     }
     // Whatever happened, the table is at a committed version and the next run completes it.
     let committed = rows_of(&lake, "s3://lake/flaky-predictions");
-    assert!(committed <= 239 && committed % 100 == 0 || committed == 239, "whole chunks only: {committed}");
+    assert!(committed <= 239 && committed.is_multiple_of(100) || committed == 239, "whole chunks only: {committed}");
     let second = refresh();
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     assert_eq!(rows_of(&lake, "s3://lake/flaky-predictions"), 239);
