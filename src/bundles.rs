@@ -21,10 +21,11 @@ use std::sync::Arc;
 use deltalake::logstore::object_store::path::Path as ObjectPath;
 use deltalake::logstore::object_store::{self, ObjectStore, ObjectStoreExt};
 use lakecat_core::bundle::{MANIFEST_FILE, Manifest, sha256_hex};
+use lakecat_udfs::fetch::object_version;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::storage::{self, StorageOptions};
+use crate::storage::{self, StagingDir, StorageOptions};
 use crate::{Error, Result};
 
 /// Where remote bundles are cached: `$LAKECAT_BUNDLE_CACHE`, else
@@ -74,11 +75,6 @@ impl Default for BundleStore {
 impl BundleStore {
     pub fn new() -> Self {
         Self { cache: default_cache_dir(), storage: StorageOptions::default() }
-    }
-
-    pub fn with_cache_dir(mut self, dir: impl AsRef<Path>) -> Self {
-        self.cache = dir.as_ref().to_path_buf();
-        self
     }
 
     pub fn with_storage_options(mut self, options: StorageOptions) -> Self {
@@ -159,11 +155,13 @@ impl BundleStore {
         let key = format!("{}-{}", plain_name(&manifest.name), &blake3::hash(&manifest_bytes).to_hex()[..16]);
         let dir = self.cache.join(&key);
         if let Some(downloaded) = read_downloaded(&dir) {
-            self.check_unchanged(store, &remote, &dir, &manifest, downloaded, location).await?;
+            check_unchanged(store, url, &remote, &dir, &manifest, downloaded, location).await?;
             return Ok(dir);
         }
         std::fs::create_dir_all(&self.cache).map_err(|source| Error::io(self.cache.display(), source))?;
-        let partial = PartialDir::create(&self.cache, &key)?;
+        // Removed when dropped unless renamed into place: a failed or interrupted download
+        // leaves nothing that could be mistaken for a bundle.
+        let partial = StagingDir::new_in(&self.cache, &format!(".partial-{key}"))?;
         let mut versions = BTreeMap::new();
         for name in manifest.files.keys() {
             let result = store.get(&remote(name)).await.map_err(|error| fail(&error))?;
@@ -187,55 +185,6 @@ impl BundleStore {
             }
         }
         Ok(dir)
-    }
-
-    /// Compares each file's version on the server with the one cached; a replaced file is
-    /// fetched and must still match the manifest's checksum.
-    async fn check_unchanged(
-        &self,
-        store: &Arc<dyn ObjectStore>,
-        remote: &dyn Fn(&str) -> ObjectPath,
-        dir: &Path,
-        manifest: &Manifest,
-        mut downloaded: Downloaded,
-        location: &str,
-    ) -> Result<()> {
-        let mut changed = false;
-        for (name, checksum) in &manifest.files {
-            let meta = store.head(&remote(name)).await.map_err(|error| Error::Storage {
-                location: location.to_string(),
-                message: format!(
-                    "{name} of the cached bundle cannot be checked on the server: {}",
-                    storage::redact(&error.to_string())
-                ),
-            })?;
-            let version = object_version(&meta);
-            if downloaded.versions.get(name) == Some(&version) {
-                continue;
-            }
-            let bytes = store
-                .get(&remote(name))
-                .await
-                .map_err(|error| Error::Storage { location: location.to_string(), message: error.to_string() })?
-                .bytes()
-                .await
-                .map_err(|error| Error::Storage { location: location.to_string(), message: error.to_string() })?;
-            if &sha256_hex(&bytes) != checksum {
-                return Err(Error::Input(format!(
-                    "{location}/{name} was replaced on the server after lakecat cached this bundle, and it no longer \
-                     matches the manifest's checksum: the bundle there is broken, so it is not used. Publish the model \
-                     again under a new version"
-                )));
-            }
-            downloaded.versions.insert(name.clone(), version);
-            changed = true;
-        }
-        if changed {
-            let path = dir.join(DOWNLOADED_FILE);
-            std::fs::write(&path, serde_json::to_vec_pretty(&downloaded).unwrap_or_default())
-                .map_err(|source| Error::io(path.display(), source))?;
-        }
-        Ok(())
     }
 
     /// Refuses, before any work, a location a bundle cannot be published to: one that already
@@ -267,28 +216,48 @@ impl BundleStore {
     }
 }
 
-/// A download in progress: removed when dropped unless it was renamed into place, so a failed
-/// or interrupted download leaves nothing that could be mistaken for a bundle.
-struct PartialDir(PathBuf);
-
-impl PartialDir {
-    fn create(cache: &Path, key: &str) -> Result<Self> {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
-        let path = cache.join(format!(".partial-{key}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|source| Error::io(path.display(), source))?;
-        Ok(Self(path))
+/// Compares each file's version on the server with the one cached; a replaced file is
+/// fetched and must still match the manifest's checksum.
+async fn check_unchanged(
+    store: &Arc<dyn ObjectStore>,
+    url: &Url,
+    remote: &dyn Fn(&str) -> ObjectPath,
+    dir: &Path,
+    manifest: &Manifest,
+    mut downloaded: Downloaded,
+    location: &str,
+) -> Result<()> {
+    let mut changed = false;
+    for (name, checksum) in &manifest.files {
+        let fail = |error: object_store::Error| Error::Storage {
+            location: location.to_string(),
+            message: format!(
+                "{name} of the cached bundle cannot be checked on the server: {}",
+                storage::explain(url, &error.to_string())
+            ),
+        };
+        let meta = store.head(&remote(name)).await.map_err(fail)?;
+        let version = object_version(&meta);
+        if downloaded.versions.get(name) == Some(&version) {
+            continue;
+        }
+        let bytes = store.get(&remote(name)).await.map_err(fail)?.bytes().await.map_err(fail)?;
+        if &sha256_hex(&bytes) != checksum {
+            return Err(Error::Input(format!(
+                "{location}/{name} was replaced on the server after lakecat cached this bundle, and it no longer \
+                 matches the manifest's checksum: the bundle there is broken, so it is not used. Publish the model \
+                 again under a new version"
+            )));
+        }
+        downloaded.versions.insert(name.clone(), version);
+        changed = true;
     }
-
-    fn path(&self) -> &Path {
-        &self.0
+    if changed {
+        let path = dir.join(DOWNLOADED_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&downloaded).unwrap_or_default())
+            .map_err(|source| Error::io(path.display(), source))?;
     }
-}
-
-impl Drop for PartialDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    Ok(())
 }
 
 /// Splits `LOCATION@VERSION`; an `@` inside a path component before the last `/` (or in a
@@ -328,14 +297,6 @@ fn plain_name(name: &str) -> String {
 
 fn read_downloaded(dir: &Path) -> Option<Downloaded> {
     serde_json::from_slice(&std::fs::read(dir.join(DOWNLOADED_FILE)).ok()?).ok()
-}
-
-fn object_version(meta: &object_store::ObjectMeta) -> String {
-    match (&meta.e_tag, &meta.version) {
-        (Some(e_tag), _) => format!("etag {e_tag}"),
-        (None, Some(version)) => format!("version {version}"),
-        (None, None) => format!("{} bytes, modified {}", meta.size, meta.last_modified.to_rfc3339()),
-    }
 }
 
 async fn exists(store: &Arc<dyn ObjectStore>, path: &ObjectPath, url: &Url) -> Result<bool> {

@@ -56,10 +56,6 @@ impl StorageOptions {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
@@ -165,6 +161,11 @@ pub fn is_remote(url: &Url) -> bool {
     url.scheme() != "file"
 }
 
+/// Whether `location` names object storage; refuses a URL lakecat cannot use.
+pub fn is_remote_location(location: &str) -> Result<bool> {
+    Ok(is_remote(&location_url(location)?))
+}
+
 /// The object store rooted at `url` (paths are relative to it), built by deltalake's backend
 /// for its scheme from the environment and `options`.
 pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
@@ -226,14 +227,25 @@ pub async fn upload_dir(dir: &Path, location: &str, last: &str, create_only: boo
     Ok(())
 }
 
-/// A local directory for files on their way to object storage, removed when dropped.
+/// `prefix-<process id>-<nanoseconds>`: a name no other process or call picks at once.
+fn unique_name(prefix: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A local directory for files on their way to or from object storage, removed when dropped.
 pub struct StagingDir(std::path::PathBuf);
 
 impl StagingDir {
+    /// A new directory in the system's temporary directory.
     pub fn new() -> Result<Self> {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
-        let path = std::env::temp_dir().join(format!("lakecat-staging-{}-{nanos}", std::process::id()));
+        Self::new_in(&std::env::temp_dir(), "lakecat-staging")
+    }
+
+    /// A new directory in `parent`, named after `prefix`.
+    pub fn new_in(parent: &Path, prefix: &str) -> Result<Self> {
+        let path = parent.join(unique_name(prefix));
         std::fs::create_dir_all(&path).map_err(|source| Error::io(path.display(), source))?;
         Ok(Self(path))
     }
@@ -341,12 +353,7 @@ pub async fn check_atomic_commits(url: &Url, options: &StorageOptions) -> Result
         return Ok(());
     }
     let store = store_for(url, options)?;
-    let nonce = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos())
-    );
-    let probe = ObjectPath::from(format!(".lakecat-commit-check-{nonce}"));
+    let probe = ObjectPath::from(unique_name(".lakecat-commit-check"));
     let create = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
     let unsupported = |detail: String| {
         refuse(format!(

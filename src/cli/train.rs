@@ -413,7 +413,7 @@ pub async fn train(args: TrainArgs, storage: lakecat::StorageOptions) -> anyhow:
     // A bundle for object storage is trained into a staging directory and published at the end.
     let output = args.output.to_string_lossy().into_owned();
     let bundles = BundleStore::new().with_storage_options(storage.clone());
-    let staging = if output.contains("://") && !output.starts_with("file://") {
+    let staging = if lakecat::storage::is_remote_location(&output)? {
         bundles.check_publishable(&output).await?;
         Some(lakecat::storage::StagingDir::new()?)
     } else {
@@ -555,7 +555,7 @@ pub async fn eval(args: EvalArgs, storage: lakecat::StorageOptions) -> anyhow::R
     let report = job.execute().await?;
     // Reports for object storage are written to a staging directory, then uploaded.
     let output = args.output.to_string_lossy().into_owned();
-    let staging = if output.contains("://") && !output.starts_with("file://") {
+    let staging = if lakecat::storage::is_remote_location(&output)? {
         Some(lakecat::storage::StagingDir::new()?)
     } else {
         None

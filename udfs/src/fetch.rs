@@ -192,12 +192,7 @@ impl ImageFetcher {
                             Some(format!("{} bytes, modified {}", meta.len(), modified.as_nanos()))
                         }
                         Location::Remote(store, path) => {
-                            let meta = store.head(&path).await.ok()?;
-                            Some(match (meta.e_tag, meta.version) {
-                                (Some(e_tag), _) => format!("etag {e_tag}"),
-                                (None, Some(version)) => format!("version {version}"),
-                                (None, None) => format!("{} bytes, modified {}", meta.size, meta.last_modified.to_rfc3339()),
-                            })
+                            Some(object_version(&store.head(&path).await.ok()?))
                         }
                     }
                 };
@@ -249,6 +244,16 @@ impl ImageFetcher {
         };
         let path = ObjectPath::from_url_path(url.path()).map_err(|error| refuse(format!("{uri}: {error}")))?;
         Ok(Location::Remote(store, path))
+    }
+}
+
+/// An object's version as its store reports it: the ETag, else the object version, else size
+/// and modification time. What `image_version` returns and the bundle cache compares.
+pub fn object_version(meta: &object_store::ObjectMeta) -> String {
+    match (&meta.e_tag, &meta.version) {
+        (Some(e_tag), _) => format!("etag {e_tag}"),
+        (None, Some(version)) => format!("version {version}"),
+        (None, None) => format!("{} bytes, modified {}", meta.size, meta.last_modified.to_rfc3339()),
     }
 }
 
