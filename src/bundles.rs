@@ -126,13 +126,7 @@ impl BundleStore {
         Ok(ResolvedBundle { dir, location: exact })
     }
 
-    async fn download(
-        &self,
-        store: &Arc<dyn ObjectStore>,
-        url: &Url,
-        prefix: &str,
-        location: &str,
-    ) -> Result<PathBuf> {
+    async fn download(&self, store: &Arc<dyn ObjectStore>, url: &Url, prefix: &str, location: &str) -> Result<PathBuf> {
         let remote = |name: &str| {
             if prefix.is_empty() { ObjectPath::from(name) } else { ObjectPath::from(format!("{prefix}/{name}")) }
         };
@@ -287,12 +281,17 @@ fn check_file_name(location: &str, name: &str) -> Result<()> {
     if plain {
         Ok(())
     } else {
-        Err(Error::Input(format!("{location}: the manifest names the file {name:?}, which is not a plain file name in the bundle")))
+        Err(Error::Input(format!(
+            "{location}: the manifest names the file {name:?}, which is not a plain file name in the bundle"
+        )))
     }
 }
 
 fn plain_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).take(64).collect()
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .take(64)
+        .collect()
 }
 
 fn read_downloaded(dir: &Path) -> Option<Downloaded> {
@@ -303,7 +302,9 @@ async fn exists(store: &Arc<dyn ObjectStore>, path: &ObjectPath, url: &Url) -> R
     match store.head(path).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::NotFound { .. }) => Ok(false),
-        Err(error) => Err(Error::Storage { location: url.to_string(), message: storage::explain(url, &error.to_string()) }),
+        Err(error) => {
+            Err(Error::Storage { location: url.to_string(), message: storage::explain(url, &error.to_string()) })
+        }
     }
 }
 

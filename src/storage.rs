@@ -152,8 +152,7 @@ pub fn location_url(location: &str) -> Result<Url> {
     } else {
         std::env::current_dir().map_err(|source| Error::io(location, source))?.join(path)
     };
-    Url::from_directory_path(&absolute)
-        .map_err(|()| Error::Input(format!("{location:?} cannot be used as a location")))
+    Url::from_directory_path(&absolute).map_err(|()| Error::Input(format!("{location:?} cannot be used as a location")))
 }
 
 /// Whether `url` is in object storage (not the local file system).
@@ -170,10 +169,8 @@ pub fn is_remote_location(location: &str) -> Result<bool> {
 /// for its scheme from the environment and `options`.
 pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>> {
     register_backends();
-    deltalake::logstore::store_for(url, options.to_map()).map_err(|error| Error::Storage {
-        location: url.to_string(),
-        message: explain(url, &error.to_string()),
-    })
+    deltalake::logstore::store_for(url, options.to_map())
+        .map_err(|error| Error::Storage { location: url.to_string(), message: explain(url, &error.to_string()) })
 }
 
 /// The bytes of the file at `location`: a local path, `file://…`, or an object's URL.
@@ -191,7 +188,10 @@ pub async fn read_file(location: &str, options: &StorageOptions) -> Result<bytes
     let store = store_for(&root, options)?;
     let path = ObjectPath::from_url_path(url.path())
         .map_err(|error| Error::Input(format!("{location} is not a valid object path: {error}")))?;
-    let fail = |error: object_store::Error| Error::Storage { location: location.to_string(), message: explain(&url, &error.to_string()) };
+    let fail = |error: object_store::Error| Error::Storage {
+        location: location.to_string(),
+        message: explain(&url, &error.to_string()),
+    };
     match store.get(&path).await {
         Ok(result) => result.bytes().await.map_err(fail),
         Err(object_store::Error::NotFound { .. }) => Err(Error::Input(format!("{location}: no such object"))),
@@ -202,7 +202,13 @@ pub async fn read_file(location: &str, options: &StorageOptions) -> Result<bytes
 /// Uploads every regular file of `dir` to the prefix `location`, in name order but with
 /// `last` (when present) after all others, so a reader that waits for `last` sees the rest.
 /// With `create_only`, an existing object is never replaced (put-if-absent).
-pub async fn upload_dir(dir: &Path, location: &str, last: &str, create_only: bool, options: &StorageOptions) -> Result<()> {
+pub async fn upload_dir(
+    dir: &Path,
+    location: &str,
+    last: &str,
+    create_only: bool,
+    options: &StorageOptions,
+) -> Result<()> {
     let url = location_url(location)?;
     let store = store_for(&url, options)?;
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -216,12 +222,27 @@ pub async fn upload_dir(dir: &Path, location: &str, last: &str, create_only: boo
         let path = dir.join(&name);
         let bytes = std::fs::read(&path).map_err(|source| Error::io(path.display(), source))?;
         let mode = if create_only { PutMode::Create } else { PutMode::Overwrite };
-        match store.put_opts(&ObjectPath::from(name.as_str()), PutPayload::from(bytes), PutOptions { mode, ..Default::default() }).await {
+        match store
+            .put_opts(
+                &ObjectPath::from(name.as_str()),
+                PutPayload::from(bytes),
+                PutOptions { mode, ..Default::default() },
+            )
+            .await
+        {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(Error::Input(format!("{}/{name} already exists, and lakecat does not replace it", location.trim_end_matches('/'))));
+                return Err(Error::Input(format!(
+                    "{}/{name} already exists, and lakecat does not replace it",
+                    location.trim_end_matches('/')
+                )));
             }
-            Err(error) => return Err(Error::Storage { location: location.to_string(), message: explain(&url, &error.to_string()) }),
+            Err(error) => {
+                return Err(Error::Storage {
+                    location: location.to_string(),
+                    message: explain(&url, &error.to_string()),
+                });
+            }
         }
     }
     Ok(())
@@ -283,8 +304,12 @@ pub fn explain(url: &Url, error: &str) -> String {
         ),
     };
     let bucket = url.host_str().unwrap_or_default();
-    let hint = if has(&["NoSuchBucket", "bucket does not exist", "ContainerNotFound", "The specified container does not exist"])
-    {
+    let hint = if has(&[
+        "NoSuchBucket",
+        "bucket does not exist",
+        "ContainerNotFound",
+        "The specified container does not exist",
+    ]) {
         format!("the bucket or container {bucket:?} does not exist: check the name (and the endpoint: {endpoint})")
     } else if has(&[
         "InvalidAccessKeyId",
@@ -329,7 +354,11 @@ pub async fn check_atomic_commits(url: &Url, options: &StorageOptions) -> Result
     let location = url.to_string();
     let refuse = |message: String| Error::Storage { location: location.clone(), message };
     let setting = |name: &str| {
-        options.get(name).or(options.get(&name.to_ascii_lowercase())).map(str::to_string).or_else(|| std::env::var(name).ok())
+        options
+            .get(name)
+            .or(options.get(&name.to_ascii_lowercase()))
+            .map(str::to_string)
+            .or_else(|| std::env::var(name).ok())
     };
     if setting("AWS_S3_ALLOW_UNSAFE_RENAME").is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1") {
         return Err(refuse(

@@ -47,10 +47,8 @@ enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let storage = cli
-        .storage_options
-        .into_iter()
-        .fold(StorageOptions::new(), |options, (key, value)| options.with(key, value));
+    let storage =
+        cli.storage_options.into_iter().fold(StorageOptions::new(), |options, (key, value)| options.with(key, value));
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Eval(args) => train::eval(args, storage).await,

@@ -140,7 +140,8 @@ pub async fn run(args: SqlArgs, storage: lakecat::StorageOptions) -> anyhow::Res
             let results = run_script(&session.ctx, &script).await?;
             match (&args.output_table, results.last()) {
                 (Some(location), Some(batches)) => {
-                    let version = lakecat::delta::write_table(location, batches.clone(), args.mode.into(), &storage).await?;
+                    let version =
+                        lakecat::delta::write_table(location, batches.clone(), args.mode.into(), &storage).await?;
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     eprintln!("wrote {rows} rows to {location} (version {version})");
                 }

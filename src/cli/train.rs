@@ -555,11 +555,8 @@ pub async fn eval(args: EvalArgs, storage: lakecat::StorageOptions) -> anyhow::R
     let report = job.execute().await?;
     // Reports for object storage are written to a staging directory, then uploaded.
     let output = args.output.to_string_lossy().into_owned();
-    let staging = if lakecat::storage::is_remote_location(&output)? {
-        Some(lakecat::storage::StagingDir::new()?)
-    } else {
-        None
-    };
+    let staging =
+        if lakecat::storage::is_remote_location(&output)? { Some(lakecat::storage::StagingDir::new()?) } else { None };
     let dir = staging.as_ref().map_or(args.output.clone(), |staging| staging.path().to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let json = serde_json::to_string_pretty(&report)?;

@@ -57,9 +57,14 @@ impl BaselineJob {
 
     pub async fn execute(self) -> Result<BaselineReport> {
         let at = self.version.map_or(SnapshotAt::Latest, SnapshotAt::Version);
-        let snapshot =
-            TrainingSnapshot::load(&self.table, &at, self.filter.as_deref(), &SnapshotColumns::default(), &self.storage)
-                .await?;
+        let snapshot = TrainingSnapshot::load(
+            &self.table,
+            &at,
+            self.filter.as_deref(),
+            &SnapshotColumns::default(),
+            &self.storage,
+        )
+        .await?;
         if snapshot.rows() == 0 {
             let filter = self.filter.as_deref().map(|predicate| format!(" WHERE {predicate}")).unwrap_or_default();
             return Err(Error::Input(format!("{}{filter} has no rows to train on", self.table)));

@@ -366,8 +366,7 @@ fn join(dir: &str, name: &str) -> String {
 /// its bytes; `name` says which it is.
 fn read_source(name: &str, bytes: bytes::Bytes, batch_rows: usize) -> Result<SourceData> {
     let open = || Ok::<_, Error>(std::io::Cursor::new(bytes.clone()));
-    let extension =
-        Path::new(name).extension().and_then(|ext| ext.to_str()).unwrap_or_default().to_lowercase();
+    let extension = Path::new(name).extension().and_then(|ext| ext.to_str()).unwrap_or_default().to_lowercase();
     let batches: Vec<RecordBatch> = match extension.as_str() {
         "csv" => {
             let format = arrow::csv::reader::Format::default().with_header(true);

@@ -640,7 +640,11 @@ fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<R
         .collect()
 }
 
-async fn open_or_create_target(location: &str, schema: &SchemaRef, storage: &crate::StorageOptions) -> Result<DeltaTable> {
+async fn open_or_create_target(
+    location: &str,
+    schema: &SchemaRef,
+    storage: &crate::StorageOptions,
+) -> Result<DeltaTable> {
     let table = delta::table_for_writing(location, storage).await?;
     if table.version().is_some() {
         return Ok(table);

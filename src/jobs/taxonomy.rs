@@ -157,11 +157,7 @@ fn to_batch(taxonomy: &Taxonomy) -> Result<RecordBatch> {
 
 /// Rows per category path (`A > B > C`) in `column` of the Delta table at `labels`; NULL and
 /// empty labels are counted apart.
-pub async fn label_counts(
-    labels: &str,
-    column: &str,
-    storage: &StorageOptions,
-) -> Result<(HashMap<String, u64>, u64)> {
+pub async fn label_counts(labels: &str, column: &str, storage: &StorageOptions) -> Result<(HashMap<String, u64>, u64)> {
     let ctx =
         SessionBuilder::new().with_storage_options(storage.clone()).with_table("labels", labels).build().await?.ctx;
     let schema = ctx.table("labels").await?.schema().as_arrow().clone();
@@ -323,8 +319,13 @@ impl PruneJob {
             store.save(&pruned.taxonomy).await?;
         }
         if let Some(location) = &self.report_table {
-            delta::write_table(location, vec![prune_report_batch(&pruned, &self.version)?], SaveMode::Append, &self.storage)
-                .await?;
+            delta::write_table(
+                location,
+                vec![prune_report_batch(&pruned, &self.version)?],
+                SaveMode::Append,
+                &self.storage,
+            )
+            .await?;
         }
         Ok(PruneOutcome { pruned, unlabelled })
     }

@@ -187,7 +187,8 @@ async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Resu
             Arc::new(StringArray::from_iter(rows.iter().map(|row| row.3.as_deref()))),
         ],
     )?;
-    lakecat::delta::write_table(empty_location, vec![batch.slice(0, 0)], SaveMode::ErrorIfExists, &Default::default()).await?;
+    lakecat::delta::write_table(empty_location, vec![batch.slice(0, 0)], SaveMode::ErrorIfExists, &Default::default())
+        .await?;
     lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists, &Default::default()).await?;
     Ok(())
 }

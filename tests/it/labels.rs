@@ -293,7 +293,14 @@ async fn image_audit_finds_every_planted_fault() {
     ])
     .unwrap();
     let products = dir.path().join("products").display().to_string();
-    lakecat::delta::write_table(&products, vec![batch], deltalake::protocol::SaveMode::ErrorIfExists, &Default::default()).await.unwrap();
+    lakecat::delta::write_table(
+        &products,
+        vec![batch],
+        deltalake::protocol::SaveMode::ErrorIfExists,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
 
     let (findings, clean) = (dir.path().join("findings"), dir.path().join("clean"));
     let report = lakecat::jobs::ImageAuditJob::new(&products, findings.display().to_string())

@@ -7,12 +7,12 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use futures::StreamExt;
 use lakecat::StorageOptions;
 use lakecat::storage::{explain, location_url, redact};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use futures::StreamExt;
 use url::Url;
 
 use crate::common::{fixture, repo_root};
@@ -129,7 +129,10 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
     let sample = repo_root().join("data/sample/fashion");
     lake.upload_dir("lake", "raw/images", &sample.join("images")).await;
     lake.store("lake")
-        .put(&ObjectPath::from("raw/products.csv"), PutPayload::from(std::fs::read(sample.join("products.csv")).unwrap()))
+        .put(
+            &ObjectPath::from("raw/products.csv"),
+            PutPayload::from(std::fs::read(sample.join("products.csv")).unwrap()),
+        )
         .await
         .unwrap();
 
@@ -138,7 +141,10 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
     remote_import.extend(["--images", "s3://lake/raw/images"]);
     remote_import.extend(IMPORT);
     let printed = lake.ok(&remote_import);
-    assert!(printed.contains("wrote 239 rows to s3://lake/products (version 0): 239 images, 239 labelled"), "{printed}");
+    assert!(
+        printed.contains("wrote 239 rows to s3://lake/products (version 0): 239 images, 239 labelled"),
+        "{printed}"
+    );
     let local_products = lake.local("products");
     let sample_csv = sample.join("products.csv").display().to_string();
     let sample_images = sample.join("images").display().to_string();
@@ -149,15 +155,33 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
                      SELECT product_id, title, category, sha256(image) FROM l) UNION ALL (SELECT product_id, title, \
                      category, sha256(image) FROM l EXCEPT SELECT product_id, title, category, sha256(image) FROM r))";
     let local_table = format!("l={local_products}");
-    let differing =
-        lake.ok(&["sql", "--format", "csv", "-t", "r=s3://lake/products", "-t", &local_table, same_rows]);
+    let differing = lake.ok(&["sql", "--format", "csv", "-t", "r=s3://lake/products", "-t", &local_table, same_rows]);
     assert_eq!(differing.lines().nth(1), Some("0"), "{differing}");
 
     // train: from the S3 table, features cached in a Delta table on S3, the bundle published to S3.
     let train = [
-        "train", "--table", "s3://lake/products", "--output", "s3://models/fashion/1", "--name", "fashion",
-        "--feature-cache", "s3://lake/features", "--epochs", "3", "--hierarchy-epochs", "1", "--min-count", "5",
-        "--image-dense", "64", "--text-dense", "32", "--batch-size", "32", "--json",
+        "train",
+        "--table",
+        "s3://lake/products",
+        "--output",
+        "s3://models/fashion/1",
+        "--name",
+        "fashion",
+        "--feature-cache",
+        "s3://lake/features",
+        "--epochs",
+        "3",
+        "--hierarchy-epochs",
+        "1",
+        "--min-count",
+        "5",
+        "--image-dense",
+        "64",
+        "--text-dense",
+        "32",
+        "--batch-size",
+        "32",
+        "--json",
     ];
     let report = json(&lake.ok(&train));
     assert!(report["validation"]["top1"].as_f64().unwrap() > 0.3, "{report}");
@@ -176,7 +200,8 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
 
     // sql: the latest version from S3 (downloaded once, into the cache) equals the same bundle
     // scored from local disk on the local table.
-    let remote_scores = lake.ok(&["sql", "--format", "csv", "-t", "p=s3://lake/products", "-m", "s3://models/fashion", SCORES]);
+    let remote_scores =
+        lake.ok(&["sql", "--format", "csv", "-t", "p=s3://lake/products", "-m", "s3://models/fashion", SCORES]);
     let cached: Vec<PathBuf> = std::fs::read_dir(lake.bundle_cache())
         .unwrap()
         .flatten()
@@ -193,11 +218,21 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
     let local_scores = lake.ok(&["sql", "--format", "csv", "-t", &local_p, "-m", &local_bundle, SCORES]);
     assert_eq!(remote_scores.lines().count(), 240, "{remote_scores}");
     assert_eq!(remote_scores, local_scores);
-    let pinned = lake.ok(&["sql", "--format", "csv", "-t", "p=s3://lake/products", "-m", "s3://models/fashion@1", SCORES]);
+    let pinned =
+        lake.ok(&["sql", "--format", "csv", "-t", "p=s3://lake/products", "-m", "s3://models/fashion@1", SCORES]);
     assert_eq!(pinned, remote_scores);
 
     // refresh twice against S3 (the second scores nothing and reads no data file), and once on local disk.
-    let refresh = ["refresh", "--json", "-m", "s3://models/fashion", "--source", "s3://lake/products", "--target", "s3://lake/predictions"];
+    let refresh = [
+        "refresh",
+        "--json",
+        "-m",
+        "s3://models/fashion",
+        "--source",
+        "s3://lake/products",
+        "--target",
+        "s3://lake/predictions",
+    ];
     let first = json(&lake.ok(&refresh));
     assert_eq!((first["scored"].as_u64(), first["failed"].as_u64()), (Some(239), Some(0)), "{first}");
     let second = json(&lake.ok(&refresh));
@@ -206,35 +241,64 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
     lake.ok(&["refresh", "--json", "-m", &local_bundle, "--source", &local_products, "--target", &local_predictions]);
     let local_t = format!("l={local_predictions}");
     let differing = lake.ok(&[
-        "sql", "--format", "csv", "-t", "r=s3://lake/predictions", "-t", &local_t,
+        "sql",
+        "--format",
+        "csv",
+        "-t",
+        "r=s3://lake/predictions",
+        "-t",
+        &local_t,
         &differing_predictions("r", "l"),
     ]);
     assert_eq!(differing.lines().nth(1), Some("0"), "{differing}");
 
     // eval: the pinned version from S3, reports written to S3; the same metrics as on local disk.
     let remote_eval = json(&lake.ok(&[
-        "eval", "--json", "-m", "s3://models/fashion@1", "--table", "s3://lake/products", "--output", "s3://models/fashion-eval/1",
+        "eval",
+        "--json",
+        "-m",
+        "s3://models/fashion@1",
+        "--table",
+        "s3://lake/products",
+        "--output",
+        "s3://models/fashion-eval/1",
     ]));
     let local_eval_dir = lake.local("eval");
-    let local_eval =
-        json(&lake.ok(&["eval", "--json", "-m", &local_bundle, "--table", &local_products, "--output", &local_eval_dir]));
+    let local_eval = json(&lake.ok(&[
+        "eval",
+        "--json",
+        "-m",
+        &local_bundle,
+        "--table",
+        &local_products,
+        "--output",
+        &local_eval_dir,
+    ]));
     assert_eq!(remote_eval["metrics"], local_eval["metrics"]);
     for report in ["fashion-eval/1/eval.json", "fashion-eval/1/confusion-matrix.png"] {
         lake.store("models").head(&ObjectPath::from(report)).await.unwrap();
     }
 
     // A version still being published (files, no manifest yet) is not the latest.
-    lake.store("models").put(&ObjectPath::from("fashion/2/model.onnx"), PutPayload::from_static(b"partial")).await.unwrap();
-    let still_one = lake.ok(&["sql", "--format", "csv", "-t", "p=s3://lake/products", "-m", "s3://models/fashion", SCORES]);
+    lake.store("models")
+        .put(&ObjectPath::from("fashion/2/model.onnx"), PutPayload::from_static(b"partial"))
+        .await
+        .unwrap();
+    let still_one =
+        lake.ok(&["sql", "--format", "csv", "-t", "p=s3://lake/products", "-m", "s3://models/fashion", SCORES]);
     assert_eq!(still_one, remote_scores);
     let unpublished = lake.fails(&["sql", "-m", "s3://models/fashion@2", "SELECT 1"]);
     assert!(unpublished.contains("s3://models/fashion/2 holds no bundle (manifest.json not found)"), "{unpublished}");
 
     // A file replaced on the server after the bundle was cached is refused, never used.
-    lake.store("models").put(&ObjectPath::from("fashion/1/model.onnx"), PutPayload::from_static(b"not the model")).await.unwrap();
+    lake.store("models")
+        .put(&ObjectPath::from("fashion/1/model.onnx"), PutPayload::from_static(b"not the model"))
+        .await
+        .unwrap();
     let replaced = lake.fails(&["sql", "-m", "s3://models/fashion@1", "SELECT 1"]);
     assert!(
-        replaced.contains("s3://models/fashion/1/model.onnx was replaced on the server after lakecat cached this bundle"),
+        replaced
+            .contains("s3://models/fashion/1/model.onnx was replaced on the server after lakecat cached this bundle"),
         "{replaced}"
     );
 }
@@ -251,11 +315,22 @@ fn concurrent_refreshes_on_s3_never_duplicate_or_lose_a_commit() {
     for round in 0..3 {
         let target = format!("s3://lake/predictions-{round}");
         let refresh = |lake: &Lake| {
-            lake.command(&["refresh", "--json", "--chunk-rows", "40", "-m", &model, "--source", "s3://lake/products", "--target", &target])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            lake.command(&[
+                "refresh",
+                "--json",
+                "--chunk-rows",
+                "40",
+                "-m",
+                &model,
+                "--source",
+                "s3://lake/products",
+                "--target",
+                &target,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
         };
         let (a, b) = (refresh(&lake), refresh(&lake));
         for output in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
@@ -270,7 +345,8 @@ fn concurrent_refreshes_on_s3_never_duplicate_or_lose_a_commit() {
         }
         let t = format!("t={target}");
         let a = format!("a={alone}");
-        let counts = lake.ok(&["sql", "--format", "csv", "-t", &t, "SELECT count(*), count(DISTINCT product_id) FROM t"]);
+        let counts =
+            lake.ok(&["sql", "--format", "csv", "-t", &t, "SELECT count(*), count(DISTINCT product_id) FROM t"]);
         assert_eq!(counts.lines().nth(1), Some("239,239"), "round {round}: {counts}");
         let differing = lake.ok(&["sql", "--format", "csv", "-t", &t, "-t", &a, &differing_predictions("t", "a")]);
         assert_eq!(differing.lines().nth(1), Some("0"), "round {round}: {differing}");
@@ -338,7 +414,9 @@ async fn storage_errors_say_what_to_fix_and_never_print_secrets() {
     }
 
     // The pieces, without a server.
-    for location in ["s3://bucket/products", "gs://bucket/a/b", "az://container/t", "abfss://c@acct.dfs.core.windows.net/t"] {
+    for location in
+        ["s3://bucket/products", "gs://bucket/a/b", "az://container/t", "abfss://c@acct.dfs.core.windows.net/t"]
+    {
         assert_eq!(location_url(location).unwrap().as_str(), location);
     }
     assert_eq!(
@@ -351,7 +429,10 @@ async fn storage_errors_say_what_to_fix_and_never_print_secrets() {
     assert_eq!(redact("denied for hunter2-secret in eu-west-1"), "denied for *** in eu-west-1");
     assert!(StorageOptions::parse_pair("novalue").unwrap_err().contains("expected KEY=VALUE"));
     let s3 = Url::parse("s3://b/t").unwrap();
-    assert!(explain(&s3, "status 403 Forbidden: InvalidAccessKeyId").contains("set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"));
+    assert!(
+        explain(&s3, "status 403 Forbidden: InvalidAccessKeyId")
+            .contains("set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    );
     let versions: BTreeMap<&str, (&str, Option<&str>)> = [
         ("s3://models/fashion@3", ("s3://models/fashion", Some("3"))),
         ("s3://models/fashion", ("s3://models/fashion", None)),
@@ -390,11 +471,13 @@ async fn an_image_replaced_under_the_same_uri_is_rescored() {
     let sample = repo_root().join("data/sample/fashion");
     lake.upload_dir("lake", "raw/images", &sample.join("images")).await;
     let csv = sample.join("products.csv").display().to_string();
-    let mut import = vec!["import", &csv, "--output", "s3://lake/by-uri", "--images", "s3://lake/raw/images", "--reference-images"];
+    let mut import =
+        vec!["import", &csv, "--output", "s3://lake/by-uri", "--images", "s3://lake/raw/images", "--reference-images"];
     import.extend(IMPORT);
     lake.ok(&import);
     let model = fixture.baseline.display().to_string();
-    let refresh = ["refresh", "--json", "-m", &model, "--source", "s3://lake/by-uri", "--target", "s3://lake/by-uri-predictions"];
+    let refresh =
+        ["refresh", "--json", "-m", &model, "--source", "s3://lake/by-uri", "--target", "s3://lake/by-uri-predictions"];
     let first = json(&lake.ok(&refresh));
     assert_eq!((first["scored"].as_u64(), first["failed"].as_u64()), (Some(239), Some(0)), "{first}");
     let unchanged = json(&lake.ok(&refresh));
@@ -438,11 +521,24 @@ fn killed_while_writing_to_s3_the_next_run_converges() {
     lake.ok(&import_sample("s3://lake/products"));
     let model = fixture.baseline.display().to_string();
     let refresh = |target: &str| {
-        lake.command(&["refresh", "--json", "--batch-size", "8", "--chunk-rows", "16", "-m", &model, "--source", "s3://lake/products", "--target", target])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        lake.command(&[
+            "refresh",
+            "--json",
+            "--batch-size",
+            "8",
+            "--chunk-rows",
+            "16",
+            "-m",
+            &model,
+            "--source",
+            "s3://lake/products",
+            "--target",
+            target,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
     };
     let started = std::time::Instant::now();
     let reference = refresh("s3://lake/reference").wait_with_output().unwrap();
@@ -485,10 +581,21 @@ fn a_connection_dropped_during_a_commit_is_retried_or_fails_clearly() {
         b"PUT /lake/flaky-predictions/_delta_log/00000000000000000001.json",
     );
     let refresh = || {
-        lake.command(&["refresh", "--json", "--chunk-rows", "100", "-m", &model, "--source", "s3://lake/products", "--target", "s3://lake/flaky-predictions"])
-            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{proxy}"))
-            .output()
-            .unwrap()
+        lake.command(&[
+            "refresh",
+            "--json",
+            "--chunk-rows",
+            "100",
+            "-m",
+            &model,
+            "--source",
+            "s3://lake/products",
+            "--target",
+            "s3://lake/flaky-predictions",
+        ])
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{proxy}"))
+        .output()
+        .unwrap()
     };
     let first = refresh();
     assert!(dropped.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the commit went through the proxy");
@@ -503,7 +610,11 @@ fn a_connection_dropped_during_a_commit_is_retried_or_fails_clearly() {
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     assert_eq!(rows_of(&lake, "s3://lake/flaky-predictions"), 239);
     let differing_counts = lake.ok(&[
-        "sql", "--format", "csv", "-t", "t=s3://lake/flaky-predictions",
+        "sql",
+        "--format",
+        "csv",
+        "-t",
+        "t=s3://lake/flaky-predictions",
         "SELECT count(*) - count(DISTINCT product_id) FROM t",
     ]);
     assert_eq!(differing_counts.lines().nth(1), Some("0"), "no duplicate: {differing_counts}");
@@ -526,7 +637,10 @@ impl Drop for Azurite {
 fn start_azurite(containers: &[&str]) -> Azurite {
     let tools = repo_root().join(".tools/azurite/node_modules");
     let server = tools.join(".bin/azurite-blob");
-    assert!(server.is_file(), "Azurite is not installed in .tools/azurite: run scripts/test.sh (or scripts/setup.sh --test) first");
+    assert!(
+        server.is_file(),
+        "Azurite is not installed in .tools/azurite: run scripts/test.sh (or scripts/setup.sh --test) first"
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
     let log = data.path().join("azurite.log");
@@ -580,7 +694,8 @@ fn sql_and_refresh_on_azure_blob_storage() {
     let local = lakecat(&["sql", "--format", "csv", "-t", &format!("p={}", fixture.products), "-m", &model, SCORES]);
     assert_eq!(scores.lines().count(), 240, "{scores}");
     assert_eq!(scores, local, "the same rows score the same from Azure and from local disk");
-    let refresh = ["refresh", "--json", "-m", &model, "--source", "az://lake/products", "--target", "az://lake/predictions"];
+    let refresh =
+        ["refresh", "--json", "-m", &model, "--source", "az://lake/products", "--target", "az://lake/predictions"];
     let first = json(&lakecat(&refresh));
     assert_eq!(first["scored"].as_u64(), Some(239), "{first}");
     let second = json(&lakecat(&refresh));

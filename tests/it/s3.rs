@@ -194,7 +194,14 @@ async fn images_on_s3_are_fetched_and_failures_are_row_errors() {
         ],
     )
     .unwrap();
-    lakecat::delta::write_table(&source.display().to_string(), vec![batch], SaveMode::ErrorIfExists, &Default::default()).await.unwrap();
+    lakecat::delta::write_table(
+        &source.display().to_string(),
+        vec![batch],
+        SaveMode::ErrorIfExists,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
 
     let refresh = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lakecat"));

@@ -46,7 +46,11 @@ fn trained() -> &'static (TrainingReport, u64) {
         std::thread::spawn(|| {
             tokio::runtime::Runtime::new().expect("runtime").block_on(async {
                 let fixture = fixture();
-                let version = lakecat::delta::open_table(&fixture.products, None, &Default::default()).await.unwrap().version().unwrap();
+                let version = lakecat::delta::open_table(&fixture.products, None, &Default::default())
+                    .await
+                    .unwrap()
+                    .version()
+                    .unwrap();
                 let report = TrainJob::new(&fixture.products, fixture.root.join("models/burn"))
                     .with_snapshot(SnapshotAt::Version(version as u64))
                     .with_trainer(FusionTrainer::new("burn-test").with_settings(settings()))
@@ -245,7 +249,10 @@ async fn a_frozen_pretrained_mobilenet_trains_from_cached_features_and_exports()
 
     // One cache row per distinct image that decoded; a second run computes none of them again.
     let session = SessionBuilder::new().build().await.unwrap();
-    session.register_table("cache", &lakecat::delta::open_table(&cache, None, &Default::default()).await.unwrap()).await.unwrap();
+    session
+        .register_table("cache", &lakecat::delta::open_table(&cache, None, &Default::default()).await.unwrap())
+        .await
+        .unwrap();
     let counts = session
         .ctx
         .sql("SELECT count(*) AS n, count(DISTINCT image_blake3) AS images, min(array_length(features)) AS dim FROM cache")

@@ -191,9 +191,7 @@ impl ImageFetcher {
                             let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
                             Some(format!("{} bytes, modified {}", meta.len(), modified.as_nanos()))
                         }
-                        Location::Remote(store, path) => {
-                            Some(object_version(&store.head(&path).await.ok()?))
-                        }
+                        Location::Remote(store, path) => Some(object_version(&store.head(&path).await.ok()?)),
                     }
                 };
                 tokio::time::timeout(deadline, head).await.ok().flatten()
