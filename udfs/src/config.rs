@@ -1,9 +1,15 @@
 //! Session settings of lakecat's functions, set in SQL with `SET lakecat.<name> = <value>`.
+//! Every value is checked when it is set: a value out of range is refused by `SET` with the
+//! range in the message, so no later query can fail (or panic) because of it.
 
-use datafusion::common::config::ConfigExtension;
-use datafusion::common::extensions_options;
+use std::path::Path;
+
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::{config_err, extensions_options};
 use datafusion::config::ConfigOptions;
 use datafusion::prelude::SessionConfig;
+
+use crate::allow_list::{AllowList, canonical_root};
 
 extensions_options! {
     /// lakecat's settings; every one can be changed per session with `SET lakecat.<name> = …`.
@@ -20,6 +26,9 @@ extensions_options! {
         /// Retries of a transient object-store failure (5xx, 429, timeout, dropped connection),
         /// with exponential backoff.
         pub fetch_retries: usize, default = 3
+        /// The largest image, in bytes, that is read (checked against Content-Length first, then
+        /// while streaming). A larger one is that row's `refused` error.
+        pub max_image_bytes: usize, default = 16 * 1024 * 1024
         /// Whether `http://` and `https://` image URIs may be fetched.
         pub allow_http: bool, default = false
         /// Directory that relative image paths are resolved against (default: the current one).
@@ -32,15 +41,106 @@ extensions_options! {
     }
 }
 
-impl ConfigExtension for LakecatOptions {
-    const PREFIX: &'static str = "lakecat";
-}
+/// The bounds of the numeric settings: (name, lowest, highest).
+const RANGES: [(&str, f64, f64); 6] = [
+    ("confidence_threshold", 0.0, 1.0),
+    ("top_k", 0.0, 1000.0),
+    ("fetch_concurrency", 1.0, 1024.0),
+    ("fetch_timeout_secs", 0.001, 3600.0),
+    ("fetch_retries", 0.0, 10.0),
+    ("max_image_bytes", 1.0, 1024.0 * 1024.0 * 1024.0),
+];
 
 impl LakecatOptions {
     /// The session's lakecat settings, or the defaults when the session did not register them.
     pub fn from_config(config: &ConfigOptions) -> Self {
-        config.extensions.get::<Self>().cloned().unwrap_or_default()
+        config.extensions.get::<CheckedOptions>().map(|checked| checked.0.clone()).unwrap_or_default()
     }
+
+    /// `Err` names the first setting out of its range and says what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        let values = [
+            self.confidence_threshold,
+            self.top_k as f64,
+            self.fetch_concurrency as f64,
+            self.fetch_timeout_secs,
+            self.fetch_retries as f64,
+            self.max_image_bytes as f64,
+        ];
+        for ((name, low, high), value) in RANGES.iter().zip(values) {
+            // NaN fails both comparisons, so it is refused too.
+            if !(value >= *low && value <= *high) {
+                return Err(format!("lakecat.{name} must be between {low} and {high}"));
+            }
+        }
+        if !self.image_root.is_empty() {
+            canonical_root(Path::new(&self.image_root)).map_err(|message| format!("lakecat.image_root: {message}"))?;
+        }
+        AllowList::parse(&self.allowed_locations, Path::new("/"))?;
+        Ok(())
+    }
+
+    /// The settings that change what `categorize` returns for a row (which rows are refused,
+    /// how many alternatives, where the confident path stops), as one stable string: a
+    /// predictions table records it, and a refresh rescores the rows scored with other values.
+    /// Concurrency, timeouts and retries are left out: they change only transient errors,
+    /// which a refresh retries anyway.
+    pub fn scoring_identity(&self) -> String {
+        serde_json::json!({
+            "allow_http": self.allow_http,
+            "allowed_locations": self.allowed_locations,
+            "confidence_threshold": self.confidence_threshold,
+            "image_root": self.image_root,
+            "max_image_bytes": self.max_image_bytes,
+            "top_k": self.top_k,
+        })
+        .to_string()
+    }
+}
+
+/// What a session registers: [`LakecatOptions`], validated on every `SET`. A refused value
+/// leaves the setting as it was.
+#[derive(Debug, Clone, Default)]
+pub struct CheckedOptions(LakecatOptions);
+
+impl ExtensionOptions for CheckedOptions {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+        let mut next = self.0.clone();
+        ExtensionOptions::set(&mut next, key, value).map_err(|error| {
+            datafusion::error::DataFusionError::Configuration(format!("lakecat.{key} = {value:?}: {error}"))
+        })?;
+        if let Err(message) = next.validate() {
+            return config_err!("{message}; got {value:?}");
+        }
+        self.0 = next;
+        Ok(())
+    }
+
+    /// Full names (`lakecat.top_k`), so `information_schema.df_settings` and `SHOW` list them
+    /// as they are SET; DataFusion adds no prefix to an extension's entries.
+    fn entries(&self) -> Vec<ConfigEntry> {
+        let mut entries = self.0.entries();
+        for entry in &mut entries {
+            entry.key = format!("{}.{}", Self::PREFIX, entry.key);
+        }
+        entries
+    }
+}
+
+impl ConfigExtension for CheckedOptions {
+    const PREFIX: &'static str = "lakecat";
 }
 
 /// A session config with lakecat's settings registered and `information_schema` enabled (where
@@ -52,7 +152,7 @@ impl LakecatOptions {
 /// #23691). Its gain, reading one field of a struct column from Parquet, is small next to that.
 pub fn session_config() -> SessionConfig {
     let mut config =
-        SessionConfig::new().with_information_schema(true).with_option_extension(LakecatOptions::default());
+        SessionConfig::new().with_information_schema(true).with_option_extension(CheckedOptions::default());
     config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
     config
 }
