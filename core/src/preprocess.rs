@@ -115,6 +115,11 @@ pub enum ImageError {
     UnknownFormat(String),
     #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit}")]
     TooManyPixels { width: u32, height: u32, pixels: u64, limit: u64 },
+    #[error(
+        "JPEG has {scans} scans, over the limit of {limit} (a progressive JPEG has about 10; each scan \
+         costs a full decoding pass)"
+    )]
+    TooManyScans { scans: usize, limit: usize },
     #[error("truncated {0} (the file ends before the image data does)")]
     Truncated(&'static str),
     #[error("cannot decode {format}: {message}")]
@@ -202,6 +207,12 @@ impl ImagePreprocessor {
         if format == ImageFormat::Jpeg {
             if !jpeg_has_end_marker(bytes) {
                 return Err(ImageError::Truncated("JPEG"));
+            }
+            // Decoding work grows with the number of scans, not the file size: a small
+            // progressive JPEG with thousands of scans would cost seconds of CPU each.
+            let scans = jpeg_scans(bytes);
+            if scans > MAX_JPEG_SCANS {
+                return Err(ImageError::TooManyScans { scans, limit: MAX_JPEG_SCANS });
             }
             match self.decode_jpeg_downscaled(bytes)? {
                 JpegFastPath::Decoded(rgb) => return Ok(rgb),
@@ -385,6 +396,16 @@ fn hex_prefix(bytes: &[u8]) -> String {
     shown.join(" ")
 }
 
+/// The most scans a JPEG may have. Encoders write 1 (baseline) or about 10 (progressive);
+/// libjpeg-turbo's tools refuse over 100 for the same reason.
+pub const MAX_JPEG_SCANS: usize = 100;
+
+/// The number of start-of-scan markers (FF DA). Entropy-coded data escapes FF bytes, so the
+/// pair appears only as a marker.
+fn jpeg_scans(bytes: &[u8]) -> usize {
+    bytes.windows(2).filter(|w| w == &[0xFF, 0xDA]).count()
+}
+
 /// A complete JPEG has an end-of-image marker (FF D9) after its first scan. Entropy-coded data
 /// escapes FF bytes, so the marker cannot appear there by accident; decoders otherwise fill the
 /// missing part with grey and report success.
@@ -537,6 +558,23 @@ mod tests {
                 ImageError::TooManyPixels { width: 64, height: 64, pixels: 4096, limit: 1000 }
             );
         }
+    }
+
+    #[test]
+    fn jpegs_with_too_many_scans_are_refused_before_decoding() {
+        let jpeg = encode(gradient(64, 64), ImageFormat::Jpeg);
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let eoi = jpeg.len() - 2;
+        // The scan repeated: each copy is a complete scan a decoder would have to run.
+        let mut many = jpeg[..sos].to_vec();
+        for _ in 0..3000 {
+            many.extend_from_slice(&jpeg[sos..eoi]);
+        }
+        many.extend_from_slice(&jpeg[eoi..]);
+        let started = std::time::Instant::now();
+        assert_eq!(run(spec(32), &many).unwrap_err(), ImageError::TooManyScans { scans: 3000, limit: MAX_JPEG_SCANS });
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused without decoding");
+        assert!(run(spec(32), &jpeg).is_ok());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use lakecat_core::text::field_from_bytes;
 use crate::arrays::{byte_values, is_bytes, is_text, string_values};
 use crate::config::LakecatOptions;
 use crate::doc_section;
-use crate::engine::RowInput;
+use crate::engine::{Engine, RowInput};
 use crate::error::{RowError, Stage};
 use crate::fetch::{FetchSettings, ImageFetcher};
 use crate::model_arg::{self, MODEL_ARGUMENT_DOC};
@@ -39,6 +39,50 @@ impl CategorizeUdf {
             models: SharedModels::new(models),
             fetcher: ImageFetcher::default(),
         }
+    }
+
+    /// Fetches, decodes and scores one window of rows into `builder`.
+    fn score_window(
+        &self,
+        engine: &Engine,
+        arrays: &[ArrayRef],
+        fetch: &FetchSettings,
+        builder: &mut PredictionBuilder<'_>,
+    ) -> Result<()> {
+        let rows = arrays[0].len();
+        let bundle = engine.bundle();
+        let images =
+            if bundle.image().is_some() { self.fetcher.images(&arrays[0], fetch)? } else { vec![Ok(None); rows] };
+        let reads_text = bundle.text().is_some();
+        let titles = text_values("title", &arrays[1], reads_text)?;
+        let descriptions = text_values("description", &arrays[2], reads_text)?;
+
+        // Rows that can be scored go to the engine; the others keep their error.
+        let mut staged: Vec<Result<RowInput<'_>, RowError>> = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let input = (|| {
+                let image = images[row].as_ref().map_err(Clone::clone)?.as_deref();
+                let title = titles[row].clone()?;
+                let description = descriptions[row].clone()?;
+                if image.is_none() && title.is_none() && description.is_none() {
+                    return Err(nothing_to_score(bundle.image().is_some(), reads_text));
+                }
+                Ok(RowInput { image, title, description })
+            })();
+            staged.push(input);
+        }
+        let ready: Vec<RowInput<'_>> = staged.iter().filter_map(|row| row.as_ref().ok().copied()).collect();
+        let mut scored = engine.score(&ready).into_iter();
+        for row in &staged {
+            match row {
+                Ok(_) => match scored.next() {
+                    Some(result) => builder.append(result.as_deref()),
+                    None => return exec_err!("the engine returned fewer results than rows"),
+                },
+                Err(error) => builder.append(Err(error)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -101,51 +145,21 @@ impl ScalarUDFImpl for CategorizeUdf {
         })?;
         let arrays = inputs.iter().map(|value| value.to_array(rows)).collect::<Result<Vec<ArrayRef>>>()?;
         let options = LakecatOptions::from_config(&args.config_options);
-        if !(0.0..=1.0).contains(&options.confidence_threshold) {
-            return exec_err!(
-                "lakecat.confidence_threshold must be between 0 and 1, not {}",
-                options.confidence_threshold
-            );
-        }
         let fetch = match FetchSettings::from_options(&options) {
             Ok(fetch) => fetch,
             Err(message) => return exec_err!("{message}"),
         };
         let bundle = engine.bundle();
-        let images =
-            if bundle.image().is_some() { self.fetcher.images(&arrays[0], &fetch)? } else { vec![Ok(None); rows] };
-        let reads_text = bundle.text().is_some();
-        let titles = text_values("title", &arrays[1], reads_text)?;
-        let descriptions = text_values("description", &arrays[2], reads_text)?;
-
-        // Rows that can be scored go to the engine; the others keep their error.
-        let mut staged: Vec<Result<RowInput<'_>, RowError>> = Vec::with_capacity(rows);
-        for row in 0..rows {
-            let input = (|| {
-                let image = images[row].as_ref().map_err(Clone::clone)?.as_deref();
-                let title = titles[row].clone()?;
-                let description = descriptions[row].clone()?;
-                if image.is_none() && title.is_none() && description.is_none() {
-                    return Err(nothing_to_score(bundle.image().is_some(), reads_text));
-                }
-                Ok(RowInput { image, title, description })
-            })();
-            staged.push(input);
-        }
-        let ready: Vec<RowInput<'_>> = staged.iter().filter_map(|row| row.as_ref().ok().copied()).collect();
-        let mut scored = engine.score(&ready).into_iter();
-
         let settings = PredictionSettings { top_k: options.top_k, confidence_threshold: options.confidence_threshold };
         let mut builder =
             PredictionBuilder::new(bundle.taxonomy(), bundle.classes(), bundle.fingerprint(), settings, rows);
-        for row in &staged {
-            match row {
-                Ok(_) => {
-                    let result = scored.next().expect("the engine returns one result per row");
-                    builder.append(result.as_deref());
-                }
-                Err(error) => builder.append(Err(error)),
-            }
+        // Fetched images are held one model batch at a time, so a partition holds at most
+        // `batch_size × max_image_bytes` of them whatever the DataFusion batch size is.
+        let window = engine.batch_size().max(1);
+        for start in (0..rows).step_by(window) {
+            let length = window.min(rows - start);
+            let slices: Vec<ArrayRef> = arrays.iter().map(|array| array.slice(start, length)).collect();
+            self.score_window(engine, &slices, &fetch, &mut builder)?;
         }
         Ok(ColumnarValue::Array(Arc::new(builder.finish())))
     }
@@ -161,7 +175,7 @@ impl ScalarUDFImpl for CategorizeUdf {
                  confident_path (the deepest category whose probability reaches \
                  lakecat.confidence_threshold), model (name@fingerprint) and error. A row that \
                  cannot be scored keeps its place with NULL predictions and error = 'stage: reason' \
-                 (stage is input, fetch, decode, text or inference); the query never fails because \
+                 (stage is input, refused, fetch, decode, text or inference; refused means a policy said no: a location outside lakecat.allowed_locations, an image over lakecat.max_image_bytes); the query never fails because \
                  of one row. A row with no image is scored from its text. Each call runs the \
                  model: call it once in a subquery or CTE and read the fields of its result, as in \
                  the example, rather than once per field.",

@@ -90,7 +90,7 @@ impl EngineBuilder {
             },
         };
         let session = builder
-            .commit_from_file(bundle.model_path())
+            .commit_from_memory(bundle.model_bytes())
             .map_err(|e| ort_error(&format!("cannot open {}", bundle.model_path().display()), &e))?;
         let images = bundle.image().cloned().map(ImagePreprocessor::new).transpose()?;
         let engine = Engine {

@@ -37,6 +37,9 @@ impl From<Error> for DataFusionError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Input,
+    /// Refused by policy (outside the allowed locations, over a size limit, not a regular
+    /// file): the same input is refused again, so a refresh does not retry it.
+    Refused,
     Fetch,
     Decode,
     Text,
@@ -60,6 +63,7 @@ impl std::fmt::Display for RowError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let stage = match self.stage {
             Stage::Input => "input",
+            Stage::Refused => "refused",
             Stage::Fetch => "fetch",
             Stage::Decode => "decode",
             Stage::Text => "text",

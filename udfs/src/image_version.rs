@@ -99,7 +99,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shirt.jpg");
         std::fs::write(&path, b"first").unwrap();
-        let settings = FetchSettings::trusted(dir.path().to_path_buf());
+        let settings = FetchSettings::for_import(dir.path().to_path_buf(), crate::allow_list::AllowList::Any);
         let fetcher = ImageFetcher::default();
         let uri = path.display().to_string();
         let uris = [Some(uri.as_str()), None, Some("missing.jpg")];
