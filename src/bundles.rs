@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use deltalake::logstore::object_store::path::Path as ObjectPath;
 use deltalake::logstore::object_store::{self, ObjectStore, ObjectStoreExt};
-use lakecat_core::bundle::{MANIFEST_FILE, Manifest, sha256_hex};
+use lakecat_core::bundle::{MANIFEST_FILE, Manifest, is_plain_file_name, sha256_hex};
 use lakecat_udfs::fetch::object_version;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -272,13 +272,7 @@ pub fn split_version(location: &str) -> (&str, Option<&str>) {
 
 /// The manifest names its files; each must be a plain name inside the bundle.
 fn check_file_name(location: &str, name: &str) -> Result<()> {
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\'])
-        && name != MANIFEST_FILE
-        && name != DOWNLOADED_FILE;
-    if plain {
+    if is_plain_file_name(name) && name != MANIFEST_FILE {
         Ok(())
     } else {
         Err(Error::Input(format!(

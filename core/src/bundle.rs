@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,6 +74,7 @@ pub struct Bundle {
     taxonomy: Taxonomy,
     text: Option<TextVectorizer>,
     image: Option<ImageSpec>,
+    model: Arc<Vec<u8>>,
     fingerprint: String,
 }
 
@@ -88,18 +90,23 @@ impl Bundle {
                 dir.display()
             )));
         }
-        let manifest: Manifest = read_json(&dir.join(MANIFEST_FILE), "a bundle manifest")?;
+        // Every file is read once; what is parsed (and given to ONNX Runtime) is the bytes
+        // that were checked.
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest_bytes = fs::read(&manifest_path).map_err(|source| Error::io(&manifest_path, source))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|source| Error::Json {
+            path: manifest_path.clone(),
+            what: "a bundle manifest",
+            source,
+        })?;
         if manifest.format_version != FORMAT_VERSION {
             return Err(refuse(format!(
                 "format version {} is not supported (this lakecat reads version {FORMAT_VERSION})",
                 manifest.format_version
             )));
         }
-        for required in [MODEL_FILE, TAXONOMY_FILE] {
-            if !manifest.files.contains_key(required) {
-                return Err(refuse(format!("the manifest lists no checksum for {required}")));
-            }
-        }
+        check_manifest(&manifest).map_err(refuse)?;
+        let mut files = BTreeMap::new();
         for (file, expected) in &manifest.files {
             let path = dir.join(file);
             let bytes = fs::read(&path).map_err(|source| Error::io(&path, source))?;
@@ -109,24 +116,26 @@ impl Bundle {
                     "{file} was modified after the bundle was written (SHA-256 {actual}, manifest says {expected})"
                 )));
             }
+            files.insert(file.as_str(), bytes);
         }
-        let taxonomy_path = dir.join(TAXONOMY_FILE);
-        let taxonomy_json = fs::read_to_string(&taxonomy_path).map_err(|source| Error::io(&taxonomy_path, source))?;
-        let taxonomy = Taxonomy::from_json(&taxonomy_json).map_err(|source| Error::Json {
-            path: taxonomy_path.clone(),
+        let json = |file: &str| -> &[u8] { files.get(file).map_or(&[], Vec::as_slice) };
+        let taxonomy_json = std::str::from_utf8(json(TAXONOMY_FILE))
+            .map_err(|_| refuse(format!("{TAXONOMY_FILE} is not UTF-8 text")))?;
+        let taxonomy = Taxonomy::from_json(taxonomy_json).map_err(|source| Error::Json {
+            path: dir.join(TAXONOMY_FILE),
             what: "a taxonomy",
             source,
         })??;
         let text = match &manifest.inputs.text {
             Some(_) => {
-                let spec: TextSpec = read_listed_json(&dir, &manifest, TEXT_FILE, "a text vectorizer")?;
+                let spec: TextSpec = parse_listed(&dir, &files, TEXT_FILE, "a text vectorizer")?;
                 Some(TextVectorizer::new(spec)?)
             }
             None => None,
         };
         let image = match &manifest.inputs.image {
             Some(_) => {
-                let spec: ImageSpec = read_listed_json(&dir, &manifest, IMAGE_FILE, "an image spec")?;
+                let spec: ImageSpec = parse_listed(&dir, &files, IMAGE_FILE, "an image spec")?;
                 spec.validate()?;
                 Some(spec)
             }
@@ -136,8 +145,9 @@ impl Bundle {
             return Err(refuse("the manifest names neither an image nor a text input".into()));
         }
         check_classes(&manifest.classes, &taxonomy).map_err(refuse)?;
-        let fingerprint = fingerprint(&manifest);
-        Ok(Self { dir, manifest, taxonomy, text, image, fingerprint })
+        let model = Arc::new(files.remove(MODEL_FILE).unwrap_or_default());
+        let fingerprint = fingerprint(&manifest.name, &manifest_bytes);
+        Ok(Self { dir, manifest, taxonomy, text, image, model, fingerprint })
     }
 
     pub fn dir(&self) -> &Path {
@@ -146,6 +156,12 @@ impl Bundle {
 
     pub fn model_path(&self) -> PathBuf {
         self.dir.join(MODEL_FILE)
+    }
+
+    /// The ONNX graph as it was read and checked: hand these bytes to ONNX Runtime rather than
+    /// opening `model.onnx` again, which may have changed since.
+    pub fn model_bytes(&self) -> &[u8] {
+        &self.model
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -298,6 +314,46 @@ impl BundleBuilder {
     }
 }
 
+/// A JSON part of the bundle from its checked bytes; `Err` when the manifest does not list it.
+fn parse_listed<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    files: &BTreeMap<&str, Vec<u8>>,
+    file: &str,
+    what: &'static str,
+) -> Result<T> {
+    let Some(bytes) = files.get(file) else {
+        return Err(Error::bundle(dir, format!("the manifest lists no checksum for {file}")));
+    };
+    serde_json::from_slice(bytes).map_err(|source| Error::Json { path: dir.join(file), what, source })
+}
+
+/// Whether `name` (from data: a manifest, a product id) can name a file inside one folder:
+/// not empty, no separator, no `..` or hidden name, no control character.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && !name.chars().any(char::is_control)
+}
+
+/// The manifest's own values: plain file names inside the bundle (no `..`, no absolute path),
+/// and a temperature ONNX Runtime's logits can be divided by.
+fn check_manifest(manifest: &Manifest) -> std::result::Result<(), String> {
+    for required in [MODEL_FILE, TAXONOMY_FILE] {
+        if !manifest.files.contains_key(required) {
+            return Err(format!("the manifest lists no checksum for {required}"));
+        }
+    }
+    for file in manifest.files.keys() {
+        if !is_plain_file_name(file) || file == MANIFEST_FILE {
+            return Err(format!("the manifest lists {file:?}, which is not a plain file name inside the bundle"));
+        }
+    }
+    if let Some(temperature) = manifest.temperature
+        && !(temperature.is_finite() && temperature > 0.0)
+    {
+        return Err(format!("temperature {temperature} must be a finite number above 0"));
+    }
+    Ok(())
+}
+
 fn check_classes(classes: &[u32], taxonomy: &Taxonomy) -> std::result::Result<(), String> {
     if classes.is_empty() {
         return Err("the model has no output classes".into());
@@ -333,14 +389,11 @@ fn check_classes(classes: &[u32], taxonomy: &Taxonomy) -> std::result::Result<()
     Ok(())
 }
 
-fn fingerprint(manifest: &Manifest) -> String {
-    let mut hasher = Sha256::new();
-    for (file, checksum) in &manifest.files {
-        hasher.update(file.as_bytes());
-        hasher.update(checksum.as_bytes());
-    }
-    let digest = hex::encode(hasher.finalize());
-    format!("{}@{}", manifest.name, &digest[..12])
+/// `name@` and the first 12 hex digits of the manifest's SHA-256. The manifest holds the
+/// checksum of every other file, so this covers the whole bundle: any change to the classes,
+/// the temperature or a file is another model, and a refresh rescores its rows.
+fn fingerprint(name: &str, manifest_bytes: &[u8]) -> String {
+    format!("{name}@{}", &sha256_hex(manifest_bytes)[..12])
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -349,23 +402,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(value).expect("bundle parts always serialize")
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
-    let bytes = fs::read(path).map_err(|source| Error::io(path, source))?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.to_path_buf(), what, source })
-}
-
-fn read_listed_json<T: serde::de::DeserializeOwned>(
-    dir: &Path,
-    manifest: &Manifest,
-    file: &str,
-    what: &'static str,
-) -> Result<T> {
-    if !manifest.files.contains_key(file) {
-        return Err(Error::bundle(dir, format!("the manifest lists no checksum for {file}")));
-    }
-    read_json(&dir.join(file), what)
 }
 
 #[cfg(test)]
@@ -402,6 +438,66 @@ mod tests {
         fs::write(dir.path().join(TEXT_FILE), b"{}").unwrap();
         let error = Bundle::load(dir.path()).unwrap_err().to_string();
         assert!(error.contains("text.json was modified after the bundle was written"), "{error}");
+    }
+
+    /// Rewrites the manifest through `change`, as someone with write access to a shared bucket.
+    fn tamper(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+        let path = dir.join(MANIFEST_FILE);
+        let mut manifest: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        change(&mut manifest);
+        fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_fingerprint_covers_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = builder().write(dir.path()).unwrap().fingerprint().to_string();
+        tamper(dir.path(), |manifest| {
+            manifest["classes"].as_array_mut().unwrap().reverse();
+        });
+        let reversed = Bundle::load(dir.path()).unwrap();
+        assert_ne!(reversed.fingerprint(), original, "permuted labels are another model");
+        tamper(dir.path(), |manifest| manifest["temperature"] = serde_json::json!(2.0));
+        assert_ne!(Bundle::load(dir.path()).unwrap().fingerprint(), reversed.fingerprint());
+    }
+
+    #[test]
+    fn refuses_bad_manifest_values() {
+        let dir = tempfile::tempdir().unwrap();
+        builder().write(dir.path()).unwrap();
+        let cases: [(&str, serde_json::Value, &str); 5] = [
+            ("temperature", serde_json::json!(-1.0), "temperature -1 must be a finite number above 0"),
+            ("temperature", serde_json::json!(0.0), "temperature 0 must be a finite number above 0"),
+            (
+                "files",
+                serde_json::json!({"model.onnx": "00", "taxonomy.json": "00", "../x": "00"}),
+                "\"../x\", which is not a plain file name",
+            ),
+            (
+                "files",
+                serde_json::json!({"model.onnx": "00", "taxonomy.json": "00", "/etc/passwd": "00"}),
+                "\"/etc/passwd\", which is not a plain file name",
+            ),
+            ("files", serde_json::json!({"taxonomy.json": "00"}), "lists no checksum for model.onnx"),
+        ];
+        for (key, value, expected) in cases {
+            let copy = tempfile::tempdir().unwrap();
+            for entry in fs::read_dir(dir.path()).unwrap() {
+                let entry = entry.unwrap();
+                fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+            }
+            tamper(copy.path(), |manifest| manifest[key] = value.clone());
+            let error = Bundle::load(copy.path()).unwrap_err().to_string();
+            assert!(error.contains(expected), "{key}={value}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_model_bytes_are_the_checked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = builder().write(dir.path()).unwrap();
+        fs::write(dir.path().join(MODEL_FILE), b"swapped after loading").unwrap();
+        assert_eq!(bundle.model_bytes(), b"not really onnx");
     }
 
     #[test]
