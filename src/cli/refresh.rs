@@ -16,7 +16,10 @@ use super::DeviceArg;
 ///
 /// Predictions table columns: product_id, title, description, category_id, category, path,
 /// level_1 … level_k, confidence, top_k, confident_category_id, confident_path, model, error,
-/// content_hash, scored_at. Commits record the run as Delta application transaction
+/// content_hash, scored_with (the settings that shape a prediction: a change rescores),
+/// scored_at. Rows whose image fetch failed are retried next run; rows `refused` by policy are
+/// not. --delete-missing refuses to empty the table (an empty source, or more than
+/// --max-delete-fraction gone) unless --force-delete. Commits record the run as Delta application transaction
 /// `lakecat-refresh` and the source version, model and chunk in their commit info.
 ///
 /// Images given by URI are fetched through object_store (s3://, gs://, az://, local paths;
@@ -52,6 +55,14 @@ pub struct RefreshArgs {
     /// Also delete predictions of products no longer in the source table.
     #[arg(long)]
     delete_missing: bool,
+    /// With --delete-missing: refuse to run when more than this share of the predictions
+    /// would be deleted (a wrong --source or a truncated snapshot reads as "everything is
+    /// gone"). An empty source is always refused.
+    #[arg(long, default_value_t = lakecat::jobs::refresh::MAX_DELETE_FRACTION, requires = "delete_missing")]
+    max_delete_fraction: f64,
+    /// With --delete-missing: delete however many predictions are missing, even all of them.
+    #[arg(long, requires = "delete_missing")]
+    force_delete: bool,
     /// Rows per ONNX Runtime call.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -76,6 +87,7 @@ pub async fn run(args: RefreshArgs, storage: lakecat::StorageOptions) -> anyhow:
         .with_id_column(args.id_column)
         .with_chunk_rows(args.chunk_rows)
         .with_delete_missing(args.delete_missing)
+        .with_delete_guard(args.max_delete_fraction, args.force_delete)
         .with_batch_size(args.batch_size)
         .with_device(args.device.into())
         .with_max_attempts(args.max_attempts)

@@ -25,6 +25,7 @@ use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use lakecat_udfs::Device;
+use lakecat_udfs::config::LakecatOptions;
 use lakecat_udfs::prediction::prediction_fields;
 use serde::Serialize;
 
@@ -34,6 +35,8 @@ use crate::{Error, LakecatSession, Result, SessionBuilder, delta};
 
 /// The application id of refresh commits; its version counts the runs.
 pub const APP_ID: &str = "lakecat-refresh";
+/// The largest share of a predictions table `--delete-missing` deletes without `--force-delete`.
+pub const MAX_DELETE_FRACTION: f64 = 0.5;
 /// The key of a refresh's record in each commit's info.
 pub const COMMIT_INFO_KEY: &str = "lakecat.refresh";
 
@@ -53,6 +56,8 @@ pub struct RefreshJob {
     image_column: Option<String>,
     chunk_rows: usize,
     delete_missing: bool,
+    max_delete_fraction: f64,
+    force_delete: bool,
     batch_size: Option<usize>,
     device: Device,
     settings: Vec<(String, String)>,
@@ -81,8 +86,13 @@ pub struct RefreshReport {
     pub without_id: u64,
     /// Scored rows whose `error` is set (they are written too; fetch errors are retried next run).
     pub failed: u64,
-    /// Of those, the rows whose image could not be fetched.
+    /// Of those, the rows whose image could not be fetched (retried next run; rows `refused`
+    /// by policy are not).
     pub fetch_errors: u64,
+    /// The scoring settings of this run (`lakecat.top_k`, `confidence_threshold`, the fetch
+    /// policy), as recorded in the table's `scored_with` column: rows scored with others are
+    /// rescored.
+    pub scored_with: String,
     /// The source version, model and settings are those of the complete run that wrote the
     /// table's latest commit: nothing was read.
     pub source_unchanged: bool,
@@ -122,6 +132,8 @@ impl RefreshJob {
             image_column: None,
             chunk_rows: 10_000,
             delete_missing: false,
+            max_delete_fraction: MAX_DELETE_FRACTION,
+            force_delete: false,
             batch_size: None,
             device: Device::Auto,
             settings: Vec::new(),
@@ -179,6 +191,15 @@ impl RefreshJob {
         self
     }
 
+    /// How much `with_delete_missing` may delete: refuse when more than `max_fraction` of the
+    /// table's predictions (or any, from an empty source) would go, unless `force`. A wrong
+    /// path or a truncated snapshot reads as "every product is gone".
+    pub fn with_delete_guard(mut self, max_fraction: f64, force: bool) -> Self {
+        self.max_delete_fraction = max_fraction;
+        self.force_delete = force;
+        self
+    }
+
     /// A session setting such as `lakecat.allowed_locations` or `lakecat.fetch_timeout_secs`.
     pub fn with_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((key.into(), value.into()));
@@ -222,6 +243,7 @@ impl RefreshJob {
             source_version: source_table.version().unwrap_or_default(),
             target: self.target.clone(),
             model: engine.bundle().fingerprint().to_string(),
+            scored_with: LakecatOptions::from_config(session.ctx.state().config_options()).scoring_identity(),
             ..RefreshReport::default()
         };
         // The source version is fixed for the run: count once, not per attempt. The total comes
@@ -305,7 +327,7 @@ impl RefreshJob {
     ) -> Result<(), Stop> {
         let ctx = &session.ctx;
         let mut target = open_or_create_target(&self.target, schema, &self.storage).await?;
-        session.register_table("target", &target).await?;
+        register_target(session, &target).await?;
         let previous_run = target
             .snapshot()
             .map_err(|source| Error::delta(&self.target, source))?
@@ -333,12 +355,20 @@ impl RefreshJob {
         let changes = ctx
             .sql(CHANGES_SQL)
             .await?
-            .with_param_values(vec![ScalarValue::Utf8(Some(report.model.clone()))])?
+            .with_param_values(vec![
+                ScalarValue::Utf8(Some(report.model.clone())),
+                ScalarValue::Utf8(Some(report.scored_with.clone())),
+            ])?
             .collect()
             .await?;
         let changed: usize = changes.iter().map(RecordBatch::num_rows).sum();
         report.skipped = report.scanned.saturating_sub(changed as u64 + report.without_id);
-        let delete = self.delete_missing && count(ctx, MISSING_SQL).await? > 0;
+        let missing = if self.delete_missing { count(ctx, MISSING_SQL).await? } else { 0 };
+        let delete = missing > 0;
+        if delete {
+            // Before anything is scored or written: a refused run changes nothing.
+            self.check_delete(ctx, missing, report).await?;
+        }
         ctx.deregister_table("changes")?;
         if changed > 0 {
             let changes_schema = changes[0].schema();
@@ -361,6 +391,34 @@ impl RefreshJob {
             target = table;
         }
         report.target_version = target.version().unwrap_or_default();
+        Ok(())
+    }
+
+    /// The mass-delete guard of `with_delete_guard`.
+    async fn check_delete(&self, ctx: &SessionContext, missing: u64, report: &RefreshReport) -> Result<()> {
+        if self.force_delete {
+            return Ok(());
+        }
+        let held = count(ctx, "SELECT count(*) FROM target").await?;
+        let source = format!("{} (version {})", self.source, report.source_version);
+        if report.scanned == 0 {
+            return Err(Error::Refresh(format!(
+                "refusing to delete: {source} has no products, so --delete-missing would delete all {held} \
+                 predictions in {}; check the source path and version, or pass --force-delete if it really is empty",
+                self.target
+            )));
+        }
+        if missing as f64 > self.max_delete_fraction * held as f64 {
+            return Err(Error::Refresh(format!(
+                "refusing to delete: --delete-missing would delete {missing} of the {held} predictions in {} \
+                 ({:.0}%, over --max-delete-fraction {}), as {source} has {} products; check the source, \
+                 or pass --force-delete (or a higher --max-delete-fraction) if so many products are really gone",
+                self.target,
+                100.0 * missing as f64 / held.max(1) as f64,
+                self.max_delete_fraction,
+                report.scanned
+            )));
+        }
         Ok(())
     }
 
@@ -404,6 +462,7 @@ impl RefreshJob {
             "source": self.source,
             "source_version": report.source_version,
             "model": report.model,
+            "scored_with": report.scored_with,
             "id_column": self.id_column,
             "image_column": self.image_column,
         })
@@ -428,7 +487,7 @@ impl RefreshJob {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let new_ids = batch.column(5).as_boolean().clone();
-            let batch = to_predictions(&batch, schema)?;
+            let batch = to_predictions(&batch, schema, &report.scored_with)?;
             let (failed, fetch_failed) = count_errors(&batch)?;
             report.failed += failed;
             report.fetch_errors += fetch_failed;
@@ -597,13 +656,15 @@ pub fn predictions_schema(id_type: &DataType, depth: usize) -> SchemaRef {
     ];
     fields.extend(prediction_fields(depth).iter().map(|field| field.as_ref().clone()));
     fields.push(Field::new("content_hash", DataType::Utf8, false));
+    // Nullable: tables written before it existed gain it on their next refresh.
+    fields.push(Field::new("scored_with", DataType::Utf8, true));
     fields.push(Field::new("scored_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false));
     Arc::new(Schema::new(fields))
 }
 
 /// Flattens score.sql's rows (product_id, title, description, prediction, content_hash, is_new)
 /// into the predictions schema.
-fn to_predictions(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+fn to_predictions(batch: &RecordBatch, schema: &SchemaRef, scored_with: &str) -> Result<RecordBatch> {
     let prediction = batch.column(3).as_struct();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for column in 0..3 {
@@ -611,6 +672,10 @@ fn to_predictions(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
     }
     columns.extend(prediction.columns().iter().cloned());
     columns.push(cast(batch.column(4), &DataType::Utf8)?);
+    columns.push(Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(
+        scored_with,
+        batch.num_rows(),
+    ))));
     let now = chrono::Utc::now().timestamp_micros();
     columns.push(Arc::new(TimestampMicrosecondArray::from_value(now, batch.num_rows()).with_timezone("UTC")));
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
@@ -638,6 +703,21 @@ fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<R
             Ok(RecordBatch::try_new(schema.clone(), columns)?)
         })
         .collect()
+}
+
+/// Registers the predictions table as `target`. A table written before `scored_with` existed
+/// reads it as NULL, so all its rows count as scored with other settings.
+async fn register_target(session: &LakecatSession, target: &DeltaTable) -> Result<()> {
+    let location = target.table_url().to_string();
+    let schema = target.snapshot().map_err(|source| Error::delta(&location, source))?.snapshot().arrow_schema();
+    if schema.field_with_name("scored_with").is_ok() {
+        return session.register_table("target", target).await;
+    }
+    session.register_table("target_rows", target).await?;
+    session.ctx.deregister_table("target")?;
+    let view = "CREATE VIEW target AS SELECT *, CAST(NULL AS VARCHAR) AS scored_with FROM target_rows";
+    session.ctx.sql(view).await?.collect().await?;
+    Ok(())
 }
 
 async fn open_or_create_target(

@@ -14,7 +14,12 @@ use crate::common::{fixture, session};
 
 /// Writes the fixture's products selected by `sql` (over `products`) to a new table version.
 async fn write_products(location: &Path, sql: &str, mode: SaveMode) {
-    let batches = session().await.ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let frame = session().await.ctx.sql(sql).await.unwrap();
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let mut batches = frame.collect().await.unwrap();
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
     lakecat::delta::write_table(&location.display().to_string(), batches, mode, &Default::default()).await.unwrap();
 }
 
@@ -280,4 +285,78 @@ async fn concurrent_refreshes_leave_one_copy_of_each_row() {
         // A run that succeeded leaves every row current, whatever the other did meanwhile.
         assert_eq!(predictions(&target).await, expected, "round {round}: {outcomes:?}");
     }
+}
+
+#[tokio::test]
+async fn mass_deletes_are_refused_unless_forced() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (dir.path().join("products"), dir.path().join("predictions"));
+    write_products(&source, "SELECT * FROM products", SaveMode::ErrorIfExists).await;
+    job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    let before = predictions(&target).await;
+
+    // A source that reads empty (a truncated snapshot, a wrong path) deletes nothing.
+    write_products(&source, "SELECT * FROM products WHERE false", SaveMode::Overwrite).await;
+    let refused = job(&source, &target, &fixture.baseline).with_delete_missing(true).execute().await.unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("refusing to delete: ")
+            && message.contains("(version 1) has no products, so --delete-missing would delete all 239 predictions"),
+        "{message}"
+    );
+    assert_eq!(predictions(&target).await, before, "a refused run changes nothing");
+
+    // More than half gone is refused with the counts; --force-delete does it.
+    write_products(&source, "SELECT * FROM products ORDER BY product_id LIMIT 100", SaveMode::Overwrite).await;
+    let message =
+        job(&source, &target, &fixture.baseline).with_delete_missing(true).execute().await.unwrap_err().to_string();
+    assert!(
+        message.contains("would delete 139 of the 239 predictions")
+            && message.contains("(58%, over --max-delete-fraction 0.5)"),
+        "{message}"
+    );
+    assert_eq!(predictions(&target).await, before);
+    let forced = job(&source, &target, &fixture.baseline)
+        .with_delete_missing(true)
+        .with_delete_guard(0.5, true)
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!((forced.scored, forced.deleted), (0, 139));
+    let remaining = scalar(&target, "SELECT count(*) FROM predictions").await;
+    assert_eq!(remaining, "100");
+}
+
+#[tokio::test]
+async fn settings_that_change_predictions_rescore_and_refused_rows_are_not_retried() {
+    let fixture = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (dir.path().join("products"), dir.path().join("predictions"));
+    // Images by location: some products name a file outside the image root.
+    write_products(
+        &source,
+        "SELECT product_id, title, description, \
+         CASE WHEN product_id LIKE '%3' THEN '/etc/hostname' ELSE image_source END AS image_uri \
+         FROM products ORDER BY product_id LIMIT 40",
+        SaveMode::ErrorIfExists,
+    )
+    .await;
+    let refresh = || job(&source, &target, &fixture.baseline).with_image_column("image_uri");
+    let first = refresh().execute().await.unwrap();
+    let refused =
+        scalar(&target, "SELECT count(*) FROM predictions WHERE error LIKE 'refused: /etc/hostname: %'").await;
+    assert_eq!((first.scored, first.fetch_errors, refused.as_str()), (40, 0, first.failed.to_string().as_str()));
+    assert!(first.failed > 0, "{first:?}");
+
+    let again = refresh().execute().await.unwrap();
+    assert_eq!(again.scored, 0, "refused rows are not fetched again: {again:?}");
+
+    let wider = refresh().with_setting("lakecat.top_k", "5").execute().await.unwrap();
+    assert_eq!(wider.scored, 40, "another top_k is another result for every row");
+    assert_eq!(scalar(&target, "SELECT max(array_length(top_k)) FROM predictions").await, "5");
+    let recorded = scalar(&target, "SELECT DISTINCT scored_with FROM predictions").await;
+    assert!(recorded.contains("\"top_k\":5"), "{recorded}");
+    let same = refresh().with_setting("lakecat.top_k", "5").execute().await.unwrap();
+    assert_eq!(same.scored, 0);
 }

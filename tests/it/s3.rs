@@ -34,8 +34,18 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until a server started by a test listens on `port` of 127.0.0.1; fails after 30 s
+/// with what `output` says then (the server's log, where it has one).
+pub(crate) fn wait_for_port(port: u16, server: &str, output: impl Fn() -> String) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{server} did not listen on port {port}: {}", output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts moto from the checkout's .venv (scripts/setup.sh --test installs it there).
@@ -62,11 +72,7 @@ pub(crate) fn start_moto() -> Moto {
         .spawn()
         .expect("moto_server starts");
     let moto = Moto { child, port };
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, "moto_server", String::new);
     moto
 }
 
@@ -239,12 +245,16 @@ async fn images_on_s3_are_fetched_and_failures_are_row_errors() {
             && error("timeout").contains("timed out"),
         "{errors:?}"
     );
-    assert!(error("outside_prefix").ends_with("refused: not under lakecat.allowed_locations"), "{errors:?}");
-    assert!(error("local_file").ends_with("refused: /etc/passwd is not under lakecat.allowed_locations"), "{errors:?}");
+    assert_eq!(
+        error("outside_prefix"),
+        format!("refused: s3://{BUCKET}/private/secret.jpg: not under lakecat.allowed_locations")
+    );
+    assert_eq!(error("local_file"), "refused: file:///etc/passwd: /etc/passwd is not under lakecat.allowed_locations");
 
-    // Fetch failures are retried by the next run; the rows that were scored are not.
+    // Fetch failures (missing, timeout) are retried by the next run; the rows that were scored
+    // and the two refused by policy are not.
     let again = refresh();
-    assert_eq!((again["scored"].as_u64(), again["skipped"].as_u64()), (Some(4), Some(3)), "{again}");
+    assert_eq!((again["scored"].as_u64(), again["skipped"].as_u64()), (Some(2), Some(5)), "{again}");
 }
 
 /// product_id → error of every prediction (None: scored without error).
