@@ -39,9 +39,15 @@ pub struct ImportArgs {
     #[arg(long)]
     images: Option<PathBuf>,
     /// Column naming each product's image: a file name inside --images, a path, or a URI
-    /// (s3://, gs://, az://, file://).
+    /// (s3://, gs://, az://, file://). Only images inside --images are read, unless
+    /// --allow-images-from names more places.
     #[arg(long)]
     image_column: Option<String>,
+    /// Other directories or prefixes (s3://bucket/photos) that --image-column may name,
+    /// comma-separated or repeated. A CSV is data: without this, a cell naming ../x,
+    /// /proc/self/environ or file:///etc/passwd is refused, not copied into the table.
+    #[arg(long, value_delimiter = ',')]
+    allow_images_from: Vec<String>,
     /// Label columns, top level first, comma-separated (e.g. masterCategory,subCategory,articleType).
     #[arg(long, value_delimiter = ',', conflicts_with = "category_tree")]
     labels: Vec<String>,
@@ -85,6 +91,9 @@ pub async fn run(args: ImportArgs, storage: lakecat::StorageOptions) -> anyhow::
     }
     if let Some(column) = args.image_column {
         job = job.with_image_column(column);
+    }
+    for prefix in args.allow_images_from {
+        job = job.with_images_from(prefix);
     }
     let report = job.execute().await?;
     println!(

@@ -14,7 +14,9 @@ use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, ListBuilder, RecordB
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::protocol::SaveMode;
+use lakecat_core::bundle::is_plain_file_name;
 use lakecat_core::taxonomy::split_path;
+use lakecat_udfs::allow_list::AllowList;
 use lakecat_udfs::fetch::{FetchSettings, ImageFetcher};
 
 use crate::progress::Progress;
@@ -49,6 +51,7 @@ pub struct ImportJob {
     description_column: Option<String>,
     image_column: Option<String>,
     images_dir: Option<String>,
+    images_from: Vec<String>,
     labels: Labels,
     storage: ImageStorage,
     mode: SaveMode,
@@ -70,6 +73,9 @@ pub struct ImportReport {
     pub labelled: usize,
 }
 
+/// Where an import's images may come from, as refusals name it.
+const IMAGES_FLAGS: &str = "--images (add --allow-images-from PREFIX to read elsewhere)";
+
 const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "JPG"];
 
 impl ImportJob {
@@ -84,6 +90,7 @@ impl ImportJob {
             description_column: None,
             image_column: None,
             images_dir: None,
+            images_from: Vec::new(),
             labels: Labels::None,
             storage: ImageStorage::Embed,
             mode: SaveMode::ErrorIfExists,
@@ -128,6 +135,14 @@ impl ImportJob {
         self
     }
 
+    /// Further places (directories or `scheme://bucket/prefix`) that `--image-column` values
+    /// may name. Without it an import reads images only inside the images directory: a CSV
+    /// cell naming `../x`, `/proc/self/environ` or `file:///etc/passwd` is refused.
+    pub fn with_images_from(mut self, prefix: impl Into<String>) -> Self {
+        self.images_from.push(prefix.into());
+        self
+    }
+
     pub fn with_labels(mut self, labels: Labels) -> Self {
         self.labels = labels;
         self
@@ -151,8 +166,7 @@ impl ImportJob {
         let total: usize = input.batches.iter().map(RecordBatch::num_rows).sum();
         let mut progress = Progress::new(format!("importing {}", self.source), Some(total as u64));
         let fetcher = ImageFetcher::default();
-        // The user named the image folder or URIs of this import themselves.
-        let settings = FetchSettings::trusted(std::env::current_dir().unwrap_or_default());
+        let settings = self.fetch_settings()?;
         let mut report = ImportReport {
             target: self.target.clone(),
             table_version: 0,
@@ -170,6 +184,20 @@ impl ImportJob {
         progress.finish();
         report.table_version = delta::write_table(&self.target, output, self.mode, &self.storage_options).await?;
         Ok(report)
+    }
+
+    /// Images are read only under the directory and prefixes the user named for this import.
+    fn fetch_settings(&self) -> Result<FetchSettings> {
+        let cwd = std::env::current_dir().map_err(|source| Error::io(".", source))?;
+        let allowed: Vec<&str> = self.images_dir.iter().chain(&self.images_from).map(String::as_str).collect();
+        let allowed = AllowList::parse(&allowed.join(","), &cwd)
+            .map_err(|message| Error::Input(message.replace("lakecat.allowed_locations", "--allow-images-from")))?;
+        let allowed = match allowed {
+            // Nothing named: nothing may be read (every row says how to allow it).
+            AllowList::Default => AllowList::Prefixes { prefixes: Vec::new(), setting: IMAGES_FLAGS },
+            named => named.given_by(IMAGES_FLAGS),
+        };
+        Ok(FetchSettings::for_import(cwd, allowed))
     }
 
     fn check_columns(&self, schema: &Schema) -> Result<()> {
@@ -320,6 +348,10 @@ impl ImportJob {
             });
         }
         let dir = self.images_dir.as_ref()?;
+        // The id is data: it names a file only when it is one plain file name.
+        if !is_plain_file_name(id) {
+            return None;
+        }
         if dir.contains("://") {
             // Object storage: no cheap existence check per extension; images are <id>.jpg.
             return Some(join(dir, &format!("{id}.jpg")));
