@@ -24,10 +24,12 @@ use super::{DeviceArg, WriteMode};
 /// `SELECT routine_name, syntax_example, description FROM information_schema.routines`
 /// shows their documentation.
 ///
-/// Settings (SET lakecat.<name> = value): confidence_threshold (0.5), top_k (3),
-/// fetch_concurrency (32), fetch_timeout_secs (30), fetch_retries (3), allow_http (false),
-/// image_root ('', the current directory), allowed_locations ('': local files under
-/// image_root, any s3/gs/az bucket; e.g. 's3://bucket/images/,/data/images').
+/// Settings (SET lakecat.<name> = value; checked when set, SHOW lakecat.<name> reads one):
+/// confidence_threshold (0.5), top_k (3), fetch_concurrency (32), fetch_timeout_secs (30),
+/// fetch_retries (3), max_image_bytes (16777216), allow_http (false), image_root ('', the
+/// current directory), allowed_locations ('': local files under image_root, any s3/gs/az
+/// bucket, http(s) hosts on public addresses; e.g. 's3://bucket/images/,/data/images').
+/// A table is data written by others: what is refused and why is in SECURITY.md.
 ///
 /// Example:
 ///

@@ -11,4 +11,5 @@ mod refresh;
 mod remote;
 mod s3;
 mod scoring;
+mod security;
 mod train;

@@ -653,12 +653,7 @@ fn start_azurite(containers: &[&str]) -> Azurite {
         .spawn()
         .expect("azurite starts");
     let azurite = Azurite { child, port, _data: data };
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        let printed = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(started.elapsed() < std::time::Duration::from_secs(30), "Azurite did not listen on {port}: {printed}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    crate::s3::wait_for_port(port, "Azurite", || std::fs::read_to_string(&log).unwrap_or_default());
     let created = Command::new("node")
         .arg(repo_root().join("tests/azurite/create-containers.js"))
         .arg(port.to_string())
