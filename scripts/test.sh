@@ -5,4 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-cargo test --workspace "$@"
+# The benchmarks the README quotes are built (not run), so they cannot rot unnoticed; with the
+# test profile they reuse the tests' build of every dependency.
+cargo test --workspace --benches --no-run
+# Every test binary reports, even after one fails.
+cargo test --workspace --no-fail-fast "$@"

@@ -1,5 +1,6 @@
 //! Runs the SQL logic tests in sql/*.slt against the fixture lakehouse (see tests/common).
-//! `cargo test --test sqllogictests -- NAME` runs only the files whose name contains NAME;
+//! `cargo test --test sqllogictests -- NAME` runs only the files whose name contains NAME (and
+//! fails when none does);
 //! `-- --complete` rewrites the expected results from what lakecat returns now (review the diff).
 
 mod common;
@@ -86,6 +87,14 @@ fn main() {
         .filter(|path| filter.as_ref().is_none_or(|filter| path.to_string_lossy().contains(filter.as_str())))
         .collect();
     files.sort();
+    if files.is_empty() {
+        // A filter meant for another test binary must not pass here by running nothing.
+        println!(
+            "no sql/*.slt file matches {:?}; run other tests with `cargo test --test it -- FILTER`",
+            filter.unwrap_or_default()
+        );
+        std::process::exit(1);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut failed = 0;
     for file in &files {

@@ -194,23 +194,26 @@ async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Resu
 }
 
 async fn write_image_uris(location: &str) -> lakecat::Result<()> {
-    let absolute = sample_image(GOOD_IMAGE).display().to_string();
-    let rows: Vec<(&str, Option<String>, Option<&str>)> = vec![
-        ("relative_path", Some(format!("data/sample/fashion/images/{GOOD_IMAGE}")), None),
-        ("absolute_path", Some(absolute.clone()), None),
-        ("file_uri", Some(format!("file://{absolute}")), None),
-        ("missing_file", Some("data/sample/fashion/images/does-not-exist.jpg".into()), Some("Blue shirt")),
-        ("http_off", Some("http://169.254.169.254/latest/meta-data".into()), Some("Blue shirt")),
-        ("unknown_scheme", Some("ftp://example.com/shirt.jpg".into()), Some("Blue shirt")),
+    // Three pictures the image-only model puts in three categories, so a fetch that hands a row
+    // another row's image is seen; `image_of` names the product whose image it is.
+    let absolute = |name: &str| sample_image(name).display().to_string();
+    let rows: Vec<(&str, Option<String>, Option<&str>, Option<&str>)> = vec![
+        ("relative_path", Some(format!("data/sample/fashion/images/{GOOD_IMAGE}")), None, Some("14063")),
+        ("absolute_path", Some(absolute("10300.jpg")), None, Some("10300")),
+        ("file_uri", Some(format!("file://{}", absolute("11248.jpg"))), None, Some("11248")),
+        ("missing_file", Some("data/sample/fashion/images/does-not-exist.jpg".into()), Some("Blue shirt"), None),
+        ("http_off", Some("http://169.254.169.254/latest/meta-data".into()), Some("Blue shirt"), None),
+        ("unknown_scheme", Some("ftp://example.com/shirt.jpg".into()), Some("Blue shirt"), None),
         // Enough `..` to reach / from any checkout depth, so the refused path is always /etc/passwd.
-        ("traversal", Some(format!("data/sample/{}etc/passwd", "../".repeat(32))), Some("Blue shirt")),
-        ("etc_passwd", Some("file:///etc/passwd".into()), Some("Blue shirt")),
-        ("null_uri", None, Some("Titan Women Analog Watch")),
+        ("traversal", Some(format!("data/sample/{}etc/passwd", "../".repeat(32))), Some("Blue shirt"), None),
+        ("etc_passwd", Some("file:///etc/passwd".into()), Some("Blue shirt"), None),
+        ("null_uri", None, Some("Titan Women Analog Watch"), None),
     ];
     let schema = Arc::new(Schema::new(vec![
         Field::new("product_id", DataType::Utf8, false),
         Field::new("uri", DataType::Utf8, true),
         Field::new("title", DataType::Utf8, true),
+        Field::new("image_of", DataType::Utf8, true),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -218,6 +221,7 @@ async fn write_image_uris(location: &str) -> lakecat::Result<()> {
             Arc::new(StringArray::from_iter_values(rows.iter().map(|row| row.0))),
             Arc::new(StringArray::from_iter(rows.iter().map(|row| row.1.as_deref()))),
             Arc::new(StringArray::from_iter(rows.iter().map(|row| row.2))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|row| row.3))),
         ],
     )?;
     lakecat::delta::write_table(location, vec![batch], SaveMode::ErrorIfExists, &Default::default()).await?;

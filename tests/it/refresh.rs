@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
@@ -23,22 +23,76 @@ async fn write_products(location: &Path, sql: &str, mode: SaveMode) {
     lakecat::delta::write_table(&location.display().to_string(), batches, mode, &Default::default()).await.unwrap();
 }
 
-/// The predictions table in a comparable form: everything but the scoring time, in id order.
+/// Every predictions column but `scored_at` and `scored_with`, as comparable text: lists
+/// joined, probabilities to 5 digits (ONNX Runtime may differ in the last bits between batches).
+const ROW: &str = "CAST(product_id AS VARCHAR) AS product_id, CAST(title AS VARCHAR) AS title, \
+    CAST(description AS VARCHAR) AS description, category_id, category, array_to_string(path, ' > ') AS path, \
+    level_1, level_2, level_3, round(confidence, 5) AS confidence, \
+    concat_ws(' | ', top_k[1]['category_id'], round(top_k[1]['confidence'], 5), top_k[2]['category_id'], \
+    round(top_k[2]['confidence'], 5), top_k[3]['category_id'], round(top_k[3]['confidence'], 5)) AS top_k, \
+    confident_category_id, array_to_string(confident_path, ' > ') AS confident_path, model, error, content_hash";
+
+/// The rows in which the predictions table at `target` and `categorize` with `model` over the
+/// products at `source` (image column `image`) differ, either way: `""` when the table holds
+/// exactly one row per product with id, and that row is what `categorize` says about it.
+pub(crate) async fn differences_from_categorize(
+    source: &str,
+    image: &str,
+    target: &str,
+    model: &Path,
+    storage: &lakecat::StorageOptions,
+) -> String {
+    let session = SessionBuilder::new()
+        .with_storage_options(storage.clone())
+        .with_table("products", source)
+        .with_table("predictions", target)
+        .with_model("model", model)
+        .with_batch_size(16)
+        .build()
+        .await
+        .unwrap();
+    let fields = ["category_id", "category", "path", "level_1", "level_2", "level_3", "confidence", "top_k"]
+        .into_iter()
+        .chain(["confident_category_id", "confident_path", "model", "error"])
+        .map(|field| format!("c['{field}'] AS {field}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let expected = format!(
+        "CREATE VIEW expected AS SELECT product_id, title, description, {fields}, \
+         content_hash({image}, title, description, image_version({image})) AS content_hash \
+         FROM (SELECT product_id, title, description, {image}, categorize({image}, title, description) AS c \
+               FROM products WHERE product_id IS NOT NULL)"
+    );
+    session.ctx.sql(&expected).await.unwrap().collect().await.unwrap();
+    let differences = format!(
+        "SELECT 'categorize says, the table does not' AS side, * FROM \
+           (SELECT {ROW} FROM expected EXCEPT SELECT {ROW} FROM predictions) \
+         UNION ALL SELECT 'the table says, categorize does not' AS side, * FROM \
+           (SELECT {ROW} FROM predictions EXCEPT SELECT {ROW} FROM expected) \
+         ORDER BY product_id, side"
+    );
+    let batches = session.ctx.sql(&differences).await.unwrap().collect().await.unwrap();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
+        return String::new();
+    }
+    let shown: Vec<RecordBatch> = batches.iter().map(|batch| batch.slice(0, batch.num_rows().min(10))).collect();
+    format!("{rows} rows differ, e.g.\n{}", pretty_format_batches(&shown).unwrap())
+}
+
+/// The predictions table in a comparable form: every column but the scoring time, in id order.
 async fn predictions(location: &Path) -> String {
     let session =
         SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
-    let batches: Vec<RecordBatch> = session
-        .ctx
-        .sql(
-            "SELECT product_id, category_id, level_1, level_2, level_3, round(confidence, 5) AS confidence, \
-             model, content_hash, error FROM predictions ORDER BY product_id",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let sql = format!("SELECT {ROW}, scored_with FROM predictions ORDER BY product_id");
+    let batches: Vec<RecordBatch> = session.ctx.sql(&sql).await.unwrap().collect().await.unwrap();
     pretty_format_batches(&batches).unwrap().to_string()
+}
+
+/// [`differences_from_categorize`] for a local table with embedded images.
+async fn differences(source: &Path, target: &Path, model: &Path) -> String {
+    let (source, target) = (source.display().to_string(), target.display().to_string());
+    differences_from_categorize(&source, "image", &target, model, &Default::default()).await
 }
 
 async fn scalar(location: &Path, sql: &str) -> String {
@@ -71,39 +125,8 @@ async fn rescoring_follows_changes_and_models_only() {
     assert_eq!(first.commits.len(), 3, "239 rows in chunks of 100: {first:?}");
     assert_eq!(first.run, 1);
 
-    // The table holds what categorize says about each product, once per product.
-    let direct: Vec<RecordBatch> = session()
-        .await
-        .ctx
-        .sql(
-            "SELECT count(*) AS rows, count(DISTINCT product_id) AS ids, \
-             sum(c.category_id) AS id_sum, round(sum(c.confidence), 3) AS confidence_sum \
-             FROM (SELECT product_id, categorize('baseline', image, title, description) AS c FROM products)",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let stored = SessionBuilder::new()
-        .with_table("predictions", target.display().to_string())
-        .build()
-        .await
-        .unwrap()
-        .ctx
-        .sql(
-            "SELECT count(*) AS rows, count(DISTINCT product_id) AS ids, sum(category_id) AS id_sum, \
-             round(sum(confidence), 3) AS confidence_sum FROM predictions",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(
-        pretty_format_batches(&stored).unwrap().to_string(),
-        pretty_format_batches(&direct).unwrap().to_string()
-    );
+    // The table holds what categorize says about each product, once per product, row by row.
+    assert_eq!(differences(&source, &target, &fixture.baseline).await, "");
 
     // Same source version, same model, last run complete: nothing is read.
     let again = job(&source, &target, &fixture.baseline).execute().await.unwrap();
@@ -127,15 +150,29 @@ async fn rescoring_follows_changes_and_models_only() {
         SaveMode::Overwrite,
     )
     .await;
+    let before = lakecat::delta::open_table(&target.display().to_string(), None, &Default::default()).await.unwrap();
+    let before = before.version().unwrap();
     let changed = job(&source, &target, &fixture.baseline).execute().await.unwrap();
     assert_eq!((changed.scored, changed.skipped, changed.run), (100, 139, 2), "{changed:?}");
-    assert_eq!(scalar(&target, "SELECT count(*) FROM predictions WHERE title LIKE '% (2026 edition)'").await, "100");
+    assert_eq!(differences(&source, &target, &fixture.baseline).await, "");
+    // Exactly the changed products were rescored: every other row kept its scoring time.
+    let session = SessionBuilder::new()
+        .with_table_version("before", target.display().to_string(), Some(before))
+        .with_table("after", target.display().to_string())
+        .build()
+        .await
+        .unwrap();
+    let rescored = "SELECT count(*) FROM before AS b JOIN after AS a USING (product_id) \
+                    WHERE a.scored_at <> b.scored_at";
+    assert_eq!(scalar_of(&session.ctx, rescored).await, 100);
+    let wrong = format!("{rescored} AND a.title NOT LIKE '% (2026 edition)'");
+    assert_eq!(scalar_of(&session.ctx, &wrong).await, 0, "a row that did not change was rescored");
 
     // Another model: everything is rescored, and the table says which model scored each row.
     let other = job(&source, &target, &fixture.text_only).execute().await.unwrap();
     assert_eq!((other.scored, other.skipped), (239, 0));
     assert_eq!(scalar(&target, "SELECT count(*) FROM predictions WHERE model LIKE 'text_only@%'").await, "239");
-    assert_eq!(scalar(&target, "SELECT count(DISTINCT product_id) FROM predictions").await, "239");
+    assert_eq!(differences(&source, &target, &fixture.text_only).await, "");
 }
 
 #[tokio::test]
@@ -153,7 +190,8 @@ async fn deletes_missing_products_only_when_asked() {
 
     let pruned = job(&source, &target, &fixture.baseline).with_delete_missing(true).execute().await.unwrap();
     assert_eq!((pruned.scored, pruned.deleted, pruned.commits.len()), (0, 39, 1), "{pruned:?}");
-    assert_eq!(scalar(&target, "SELECT count(*) FROM predictions").await, "200");
+    // The remaining rows are exactly the source's products, each as categorize scores it.
+    assert_eq!(differences(&source, &target, &fixture.baseline).await, "");
 }
 
 #[tokio::test]
@@ -217,10 +255,43 @@ fn refresh_command(source: &Path, target: &Path, model: &Path, chunk_rows: usize
     command
 }
 
-fn finish(child: Child) -> (bool, String) {
+/// How a `lakecat refresh` process ended.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    /// The `--json` report of a run that succeeded.
+    fn report(&self) -> serde_json::Value {
+        assert_eq!(self.code, Some(0), "the run failed: {self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("{error}: {self:?}"))
+    }
+}
+
+fn finish(child: Child) -> Outcome {
     let output = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
+    Outcome {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Rows committed to the table at `location` (0 when it does not exist yet).
+async fn committed_rows(location: &Path) -> u64 {
+    if !location.join("_delta_log").is_dir() {
+        return 0;
+    }
+    scalar(location, "SELECT count(*) FROM predictions").await.parse().unwrap()
+}
+
+/// Commits in a table's log so far, read from the directory (cheap enough to poll).
+fn log_entries(location: &Path) -> usize {
+    let entries = std::fs::read_dir(location.join("_delta_log")).into_iter().flatten().flatten();
+    entries.filter(|entry| entry.path().extension().is_some_and(|ext| ext == "json")).count()
 }
 
 /// A deterministic stream of fractions in [0, 1) (no extra dependency for one test).
@@ -236,29 +307,51 @@ async fn killed_at_any_moment_the_next_run_converges() {
     let fixture = fixture();
     let dir = tempfile::tempdir().unwrap();
     let source = Path::new(&fixture.products);
+    let (chunk, total) = (16, 239);
     let reference = dir.path().join("reference");
     let started = Instant::now();
-    let (ok, output) = finish(refresh_command(source, &reference, &fixture.baseline, 16).spawn().unwrap());
-    assert!(ok, "{output}");
+    let report = finish(refresh_command(source, &reference, &fixture.baseline, chunk).spawn().unwrap()).report();
+    assert_eq!(report["scored"], total);
     let full_run = started.elapsed();
-    let expected = predictions(&reference).await;
 
     let trials = 24;
-    let mut interrupted = 0;
+    let mut partial = 0;
     for (trial, fraction) in fractions(42).take(trials).enumerate() {
         let target = dir.path().join(format!("trial-{trial}"));
-        let mut child = refresh_command(source, &target, &fixture.baseline, 16).spawn().unwrap();
-        std::thread::sleep(full_run.mul_f64(fraction));
-        if child.try_wait().unwrap().is_none() {
-            interrupted += 1;
+        let spawned = Instant::now();
+        let mut child = refresh_command(source, &target, &fixture.baseline, chunk).spawn().unwrap();
+        if trial % 2 == 0 {
+            // Anywhere in a run, start-up included.
+            std::thread::sleep(full_run.mul_f64(fraction));
+        } else {
+            // After the first chunk's commit (the table's creation is the first log entry),
+            // somewhere in the rest of the run.
+            while log_entries(&target) < 2 && child.try_wait().unwrap().is_none() {
+                assert!(spawned.elapsed() < full_run * 4, "trial {trial}: no chunk was committed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(full_run.saturating_sub(spawned.elapsed()).mul_f64(fraction));
         }
         child.kill().unwrap(); // SIGKILL: no clean-up code runs
         child.wait().unwrap();
-        let (ok, output) = finish(refresh_command(source, &target, &fixture.baseline, 16).spawn().unwrap());
-        assert!(ok, "trial {trial}: the run after the kill failed: {output}");
-        assert_eq!(predictions(&target).await, expected, "trial {trial} (killed after {fraction:.2} of a run)");
+        let committed = committed_rows(&target).await;
+        assert!(
+            committed % chunk as u64 == 0 || committed == total,
+            "trial {trial}: {committed} rows, not whole chunks"
+        );
+        if 0 < committed && committed < total {
+            partial += 1;
+        }
+        let rerun = finish(refresh_command(source, &target, &fixture.baseline, chunk).spawn().unwrap()).report();
+        // The killed run lost at most its uncommitted chunk: the next scores only what is missing.
+        assert_eq!(rerun["scored"], total - committed, "trial {trial} (killed at {fraction:.2}): {rerun}");
+        assert_eq!(
+            differences(source, &target, &fixture.baseline).await,
+            "",
+            "trial {trial} (killed after {committed} committed rows)"
+        );
     }
-    assert!(interrupted >= trials / 2, "only {interrupted} of {trials} runs were still running when killed");
+    assert!(partial >= trials / 4, "only {partial} of {trials} trials killed a run between two commits");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,25 +359,30 @@ async fn concurrent_refreshes_leave_one_copy_of_each_row() {
     let fixture = fixture();
     let dir = tempfile::tempdir().unwrap();
     let source = Path::new(&fixture.products);
-    let reference = dir.path().join("reference");
-    let (ok, output) = finish(refresh_command(source, &reference, &fixture.baseline, 40).spawn().unwrap());
-    assert!(ok, "{output}");
-    let expected = predictions(&reference).await;
+    let mut conflicts = 0;
     for round in 0..3 {
         let target = dir.path().join(format!("round-{round}"));
         let first = refresh_command(source, &target, &fixture.baseline, 40).spawn().unwrap();
         let second = refresh_command(source, &target, &fixture.baseline, 40).spawn().unwrap();
         let outcomes = [finish(first), finish(second)];
-        for (ok, output) in &outcomes {
-            assert!(
-                *ok || output.contains("another writer committed") || output.contains("Another refresh"),
-                "round {round}: a run failed without saying why: {output}"
-            );
+        for outcome in &outcomes {
+            if outcome.code == Some(0) {
+                conflicts += outcome.report()["conflicts"].as_u64().unwrap();
+            } else {
+                // The loser says why, and exits 1 like every failed command.
+                assert_eq!(outcome.code, Some(1), "round {round}: {outcome:?}");
+                assert!(
+                    outcome.stderr.contains("another writer committed") || outcome.stderr.contains("Another refresh"),
+                    "round {round}: a run failed without saying why: {outcome:?}"
+                );
+                conflicts += 1;
+            }
         }
-        assert!(outcomes.iter().any(|(ok, _)| *ok), "round {round}: neither run committed: {outcomes:?}");
+        assert!(outcomes.iter().any(|outcome| outcome.code == Some(0)), "round {round}: neither run committed");
         // A run that succeeded leaves every row current, whatever the other did meanwhile.
-        assert_eq!(predictions(&target).await, expected, "round {round}: {outcomes:?}");
+        assert_eq!(differences(source, &target, &fixture.baseline).await, "", "round {round}: {outcomes:?}");
     }
+    assert!(conflicts >= 1, "in 3 rounds the two runs never met: the test did not test concurrency");
 }
 
 #[tokio::test]

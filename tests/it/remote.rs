@@ -251,6 +251,16 @@ async fn the_whole_chain_on_s3_equals_the_same_chain_on_local_disk() {
         &differing_predictions("r", "l"),
     ]);
     assert_eq!(differing.lines().nth(1), Some("0"), "{differing}");
+    // …and both hold, row by row, what categorize says about each product (not just each other).
+    let direct = crate::refresh::differences_from_categorize(
+        &local_products,
+        "image",
+        &local_predictions,
+        std::path::Path::new(&local_bundle),
+        &Default::default(),
+    )
+    .await;
+    assert_eq!(direct, "");
 
     // eval: the pinned version from S3, reports written to S3; the same metrics as on local disk.
     let remote_eval = json(&lake.ok(&[
@@ -352,6 +362,7 @@ fn concurrent_refreshes_on_s3_never_duplicate_or_lose_a_commit() {
         assert_eq!(differing.lines().nth(1), Some("0"), "round {round}: {differing}");
     }
     eprintln!("concurrent refreshes: {conflicts} conflicts over 3 rounds");
+    assert!(conflicts >= 1, "in 3 rounds the two runs never met: the test did not test concurrency");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

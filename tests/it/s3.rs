@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ const BUCKET: &str = "lakecat-images";
 pub(crate) struct Moto {
     child: Child,
     pub(crate) port: u16,
+    /// moto's output, shown when it does not start.
+    _log: tempfile::NamedTempFile,
 }
 
 impl Drop for Moto {
@@ -64,15 +66,17 @@ pub(crate) fn start_moto() -> Moto {
         .find(|python| python.is_file() || python.as_os_str() == "python3")
         .unwrap();
     let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
     let child = Command::new(python)
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .env("PYTHONPATH", site_packages)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .expect("moto_server starts");
-    let moto = Moto { child, port };
-    wait_for_port(port, "moto_server", String::new);
+    let path = log.path().to_path_buf();
+    let moto = Moto { child, port, _log: log };
+    wait_for_port(port, "moto_server", || std::fs::read_to_string(&path).unwrap_or_default());
     moto
 }
 
@@ -250,6 +254,24 @@ async fn images_on_s3_are_fetched_and_failures_are_row_errors() {
         format!("refused: s3://{BUCKET}/private/secret.jpg: not under lakecat.allowed_locations")
     );
     assert_eq!(error("local_file"), "refused: file:///etc/passwd: /etc/passwd is not under lakecat.allowed_locations");
+
+    // Each object is its own row's picture (three different ones): the stored prediction is
+    // what categorize gives for the embedded bytes of the product it shows, with the row's text.
+    let session = SessionBuilder::new()
+        .with_table("predictions", target.display().to_string())
+        .with_table("products", &fixture.products)
+        .with_model("baseline", &fixture.baseline)
+        .build()
+        .await
+        .unwrap();
+    let same = "SELECT count(*) FROM predictions AS t \
+        JOIN (VALUES ('polo', '14063'), ('second', '10102'), ('flaky', '10223')) AS m(id, image_of) ON t.product_id = m.id \
+        JOIN products AS p ON p.product_id = m.image_of \
+        WHERE t.category_id = categorize(p.image, t.title, t.description)['category_id'] \
+          AND round(t.confidence, 5) = round(categorize(p.image, t.title, t.description)['confidence'], 5)";
+    let batches = session.ctx.sql(same).await.unwrap().collect().await.unwrap();
+    let matching = arrow::compute::cast(batches[0].column(0), &DataType::Int64).unwrap();
+    assert_eq!(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&matching).value(0), 3);
 
     // Fetch failures (missing, timeout) are retried by the next run; the rows that were scored
     // and the two refused by policy are not.
