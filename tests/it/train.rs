@@ -359,3 +359,111 @@ fn weights_of_another_architecture_are_refused() {
         .unwrap_err();
     assert!(missing.to_string().contains("does not exist; pass --weights"), "{missing}");
 }
+
+/// `confidence` is the calibrated probability, softmax(logits / T) of ONNX Runtime's logits for
+/// the trained bundle's own temperature, and `confident_path` stops where the threshold falls
+/// between a leaf's probability and its parent's (the sum over the parent's leaves).
+#[tokio::test]
+async fn confidence_is_the_calibrated_probability_and_confident_path_follows_the_threshold() {
+    use arrow::array::{Array, AsArray};
+    let (report, _) = trained();
+    let bundle = &report.bundle;
+    let temperature = bundle.manifest().temperature.unwrap();
+    assert!((temperature - 1.0).abs() > 1e-3, "a temperature of {temperature} would not test the division");
+    let session = SessionBuilder::new()
+        .with_table("products", &fixture().products)
+        .with_model("burn", bundle.dir())
+        .build()
+        .await
+        .unwrap();
+    let sample = "SELECT product_id, image, title, description FROM products ORDER BY product_id LIMIT 24";
+    let batches = session.ctx.sql(sample).await.unwrap().collect().await.unwrap();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let text_column = |index: usize| arrow::compute::cast(batch.column(index), &arrow::datatypes::DataType::Utf8).unwrap();
+    let (ids, titles, descriptions) = (text_column(0), text_column(2), text_column(3));
+    let (ids, titles, descriptions) = (ids.as_string::<i32>(), titles.as_string::<i32>(), descriptions.as_string::<i32>());
+    let images = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Binary).unwrap();
+    let images = images.as_binary::<i32>();
+    let rows = batch.num_rows();
+
+    // The inputs categorize prepares, by the bundle's own specs, through ONNX Runtime directly.
+    let spec = bundle.image().unwrap();
+    let preprocessor = lakecat_core::ImagePreprocessor::new(spec.clone()).unwrap();
+    let mut image_values = vec![0.0f32; rows * spec.values_per_image()];
+    let inputs: Vec<Option<&[u8]>> = (0..rows).map(|row| Some(images.value(row))).collect();
+    assert!(preprocessor.preprocess_batch(&inputs, &mut image_values).iter().all(Result::is_ok));
+    let vectorizer = bundle.text().unwrap();
+    let dim = vectorizer.dim();
+    let mut text_values = vec![0.0f32; rows * dim];
+    for (row, slot) in text_values.chunks_mut(dim).enumerate() {
+        let description = descriptions.is_valid(row).then(|| descriptions.value(row));
+        vectorizer.encode_into(Some(titles.value(row)), description, slot).unwrap();
+    }
+    let manifest = bundle.manifest();
+    let environment = lakecat_udfs::runtime::environment().unwrap();
+    let mut ort = Session::builder(environment).unwrap().commit_from_memory(bundle.model_bytes()).unwrap();
+    let outputs = ort
+        .run(ort::inputs![
+            manifest.inputs.image.as_deref().unwrap() => TensorRef::from_array_view((spec.tensor_shape(rows), image_values.as_slice())).unwrap(),
+            manifest.inputs.text.as_deref().unwrap() => TensorRef::from_array_view(([rows, dim], text_values.as_slice())).unwrap(),
+        ])
+        .unwrap();
+    let (_, logits) = outputs[manifest.output.as_str()].try_extract_tensor::<f32>().unwrap();
+    let classes = bundle.classes();
+    let expected = probabilities(logits, classes.len(), temperature);
+
+    let taxonomy = bundle.taxonomy();
+    let scored = session
+        .ctx
+        .sql(&format!(
+            "SELECT c.category_id, c.confidence FROM (SELECT product_id, categorize(image, title, description) AS c \
+             FROM ({sample})) ORDER BY product_id"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let scored = arrow::compute::concat_batches(&scored[0].schema(), &scored).unwrap();
+    let category_ids = arrow::compute::cast(scored.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+    let category_ids = category_ids.as_primitive::<arrow::datatypes::Int64Type>();
+    let confidences = scored.column(1).as_primitive::<arrow::datatypes::Float64Type>();
+    // The row whose leaf is least sure of its parent's share: where the threshold can fall between.
+    let mut widest: Option<(usize, f32, f32)> = None;
+    for (row, probabilities) in expected.chunks(classes.len()).enumerate() {
+        let (best, leaf) = probabilities.iter().copied().enumerate().fold((0, 0.0f32), |a, b| if b.1 > a.1 { b } else { a });
+        assert_eq!(category_ids.value(row), i64::from(classes[best]), "row {row}: the most probable class");
+        assert!((confidences.value(row) - f64::from(leaf)).abs() < 1e-5, "row {row}: {} vs {leaf}", confidences.value(row));
+        let path = taxonomy.path(classes[best]);
+        let parent: f32 = classes
+            .iter()
+            .zip(probabilities)
+            .filter(|(class, _)| taxonomy.path(**class).starts_with(&path[..path.len() - 1]))
+            .map(|(_, probability)| probability)
+            .sum();
+        if widest.is_none_or(|(_, l, p)| parent - leaf > p - l) {
+            widest = Some((row, leaf, parent));
+        }
+    }
+    let (row, leaf, parent) = widest.unwrap();
+    assert!(parent - leaf > 1e-3, "no sampled row leaves room between leaf {leaf} and parent {parent}");
+    let id = ids.value(row);
+    let leaf_path = taxonomy.path(category_ids.value(row) as u32).join(" > ");
+    let parent_path = leaf_path.rsplit_once(" > ").unwrap().0.to_string();
+    for (threshold, expected_path) in [(leaf - 1e-4, leaf_path.clone()), ((leaf + parent) / 2.0, parent_path)] {
+        session.ctx.sql(&format!("SET lakecat.confidence_threshold = {threshold}")).await.unwrap();
+        let path = session
+            .ctx
+            .sql(&format!(
+                "SELECT array_to_string(categorize(image, title, description)['confident_path'], ' > ') \
+                 FROM products WHERE product_id = '{id}'"
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let path = arrow::compute::cast(path[0].column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        assert_eq!(path.as_string::<i32>().value(0), expected_path, "threshold {threshold} (leaf {leaf}, parent {parent})");
+    }
+}
