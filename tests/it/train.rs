@@ -379,9 +379,11 @@ async fn confidence_is_the_calibrated_probability_and_confident_path_follows_the
     let sample = "SELECT product_id, image, title, description FROM products ORDER BY product_id LIMIT 24";
     let batches = session.ctx.sql(sample).await.unwrap().collect().await.unwrap();
     let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-    let text_column = |index: usize| arrow::compute::cast(batch.column(index), &arrow::datatypes::DataType::Utf8).unwrap();
+    let text_column =
+        |index: usize| arrow::compute::cast(batch.column(index), &arrow::datatypes::DataType::Utf8).unwrap();
     let (ids, titles, descriptions) = (text_column(0), text_column(2), text_column(3));
-    let (ids, titles, descriptions) = (ids.as_string::<i32>(), titles.as_string::<i32>(), descriptions.as_string::<i32>());
+    let (ids, titles, descriptions) =
+        (ids.as_string::<i32>(), titles.as_string::<i32>(), descriptions.as_string::<i32>());
     let images = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Binary).unwrap();
     let images = images.as_binary::<i32>();
     let rows = batch.num_rows();
@@ -431,9 +433,14 @@ async fn confidence_is_the_calibrated_probability_and_confident_path_follows_the
     // The row whose leaf is least sure of its parent's share: where the threshold can fall between.
     let mut widest: Option<(usize, f32, f32)> = None;
     for (row, probabilities) in expected.chunks(classes.len()).enumerate() {
-        let (best, leaf) = probabilities.iter().copied().enumerate().fold((0, 0.0f32), |a, b| if b.1 > a.1 { b } else { a });
+        let (best, leaf) =
+            probabilities.iter().copied().enumerate().fold((0, 0.0f32), |a, b| if b.1 > a.1 { b } else { a });
         assert_eq!(category_ids.value(row), i64::from(classes[best]), "row {row}: the most probable class");
-        assert!((confidences.value(row) - f64::from(leaf)).abs() < 1e-5, "row {row}: {} vs {leaf}", confidences.value(row));
+        assert!(
+            (confidences.value(row) - f64::from(leaf)).abs() < 1e-5,
+            "row {row}: {} vs {leaf}",
+            confidences.value(row)
+        );
         let path = taxonomy.path(classes[best]);
         let parent: f32 = classes
             .iter()
@@ -464,6 +471,10 @@ async fn confidence_is_the_calibrated_probability_and_confident_path_follows_the
             .await
             .unwrap();
         let path = arrow::compute::cast(path[0].column(0), &arrow::datatypes::DataType::Utf8).unwrap();
-        assert_eq!(path.as_string::<i32>().value(0), expected_path, "threshold {threshold} (leaf {leaf}, parent {parent})");
+        assert_eq!(
+            path.as_string::<i32>().value(0),
+            expected_path,
+            "threshold {threshold} (leaf {leaf}, parent {parent})"
+        );
     }
 }

@@ -433,6 +433,19 @@ mod tests {
         assert!(moved.count() > 100, "the salt changes the split");
     }
 
+    /// Pinned membership: a change to the hash, the salt or the comparison would move products
+    /// between training and validation (and every reported metric with them).
+    #[test]
+    fn known_ids_stay_on_their_side_of_the_split() {
+        let split = Split::default();
+        let sample = ["10102", "10223", "10240", "10257", "10300", "10303", "10393", "10632", "14063", "45245"];
+        let validation: Vec<&str> = sample.into_iter().filter(|id| split.is_validation(id)).collect();
+        assert_eq!(validation, ["10632"]);
+        let small: Vec<u32> = (0..60).filter(|i| split.is_validation(&i.to_string())).collect();
+        assert_eq!(small, [2, 5, 7, 11, 12, 18, 19, 20, 27, 33, 36, 46, 49, 52, 55, 59]);
+        assert_eq!((0..10_000).filter(|i| split.is_validation(&i.to_string())).count(), 1968);
+    }
+
     #[test]
     fn interpolation_moves_between_vectors() {
         let a = vec![(0, 1.0), (2, 1.0)];
