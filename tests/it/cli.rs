@@ -153,6 +153,24 @@ fn demo_runs_end_to_end() {
     }
     // Training logs each epoch (on standard error, like the progress of other jobs).
     assert!(stderr(&output).contains("epoch 14/14 hierarchical"), "{}", stderr(&output));
+    // The accuracy row itself (the words above also appear in the SQL the demo prints): the
+    // 39 hold-out products, scored well above chance (1 in 17 leaves) at every level.
+    let row = accuracy_row(&printed);
+    assert_eq!(row[0], 39.0, "{printed}");
+    let (level_1, level_2, leaf) = (row[1], row[2], row[3]);
+    println!("demo hold-out accuracy: level 1 {level_1}, level 2 {level_2}, leaf {leaf}");
+    assert!(level_1 >= 0.95 && level_2 >= 0.9 && leaf >= 0.85, "the demo's model is not learning: {row:?}\n{printed}");
+}
+
+/// The numbers of the row under the demo's `| products | level_1_accuracy | … |` header.
+fn accuracy_row(printed: &str) -> Vec<f64> {
+    let lines: Vec<&str> = printed.lines().collect();
+    let header = lines
+        .iter()
+        .position(|line| line.starts_with("| products") && line.contains("leaf_accuracy"))
+        .unwrap_or_else(|| panic!("no accuracy table in\n{printed}"));
+    let cells = lines[header + 2].split('|').map(str::trim).filter(|cell| !cell.is_empty());
+    cells.map(|cell| cell.parse().unwrap_or_else(|_| panic!("{cell:?} in {}", lines[header + 2]))).collect()
 }
 
 #[test]
@@ -170,4 +188,122 @@ fn refresh_that_cannot_run_exits_non_zero_and_says_why() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("/nonexistent/products is not a Delta table"), "{message}");
+}
+
+#[test]
+fn sql_runs_a_file_into_a_table_with_each_write_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("score.sql");
+    std::fs::write(
+        &script,
+        "SET lakecat.top_k = 2;\n\
+         SELECT product_id, c.category, array_length(c.top_k) AS k \
+         FROM (SELECT product_id, categorize(image, title, description) AS c FROM products) \
+         WHERE product_id IN ('14063', '45245');\n",
+    )
+    .unwrap();
+    let (products, out) = (fixture().products.clone(), dir.path().join("out").display().to_string());
+    let model = fixture().baseline.display().to_string();
+    let table = format!("products={products}");
+    let write = |mode: &str| {
+        let args = ["sql", "-f", &script.display().to_string(), "-t", &table, "-m", &model, "--output-table", &out];
+        lakecat(&[&args[..], &["--mode", mode]].concat())
+    };
+    let count = || {
+        let output = lakecat(&[
+            "sql",
+            "--format",
+            "csv",
+            "-t",
+            &format!("out={out}"),
+            "SELECT count(*) AS n, max(k) AS k FROM out",
+        ]);
+        stdout(&output)
+    };
+    assert!(write("error").status.success());
+    assert_eq!(count(), "n,k\n2,2\n", "the file's SET applies to its SELECT");
+    let refused = write("error");
+    assert!(!refused.status.success() && stderr(&refused).contains("already exists"), "{}", stderr(&refused));
+    assert!(write("append").status.success());
+    assert_eq!(count(), "n,k\n4,2\n");
+    assert!(write("overwrite").status.success());
+    assert_eq!(count(), "n,k\n2,2\n");
+}
+
+#[test]
+fn labels_consensus_runs_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (consensus, rejected) = (dir.path().join("consensus"), dir.path().join("rejected"));
+    let output = lakecat(&[
+        "labels",
+        "consensus",
+        "--labels",
+        &fixture().labels,
+        "--consensus",
+        &consensus.display().to_string(),
+        "--rejected",
+        &rejected.display().to_string(),
+        "--min-agree",
+        "2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = format!("c={}", consensus.display());
+    let rows =
+        lakecat(&["sql", "--format", "csv", "-t", &table, "SELECT product_id, category FROM c ORDER BY product_id"]);
+    // Each labeller's latest label counts: ann changed her mind to T-shirts.
+    assert_eq!(
+        stdout(&rows),
+        "product_id,category\nagreed,Apparel > Topwear > Shirts\nchanged_mind,Apparel > Topwear > Tshirts\n"
+    );
+}
+
+#[test]
+fn train_options_reach_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("model");
+    let output = lakecat(&[
+        "train",
+        "--table",
+        &fixture().products,
+        "--output",
+        &bundle.display().to_string(),
+        "--name",
+        "cli",
+        "--no-images",
+        "--epochs",
+        "2",
+        "--hierarchy-epochs",
+        "1",
+        "--dropout",
+        "0.2",
+        "--seed",
+        "7",
+        "--text-ngrams",
+        "1",
+        "--text-char-ngrams",
+        "none",
+        "--min-count",
+        "3",
+        "--validation-fraction",
+        "0.25",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    let settings = &manifest["hyperparameters"];
+    assert_eq!(manifest["name"], "cli");
+    assert_eq!(manifest["inputs"]["image"], serde_json::Value::Null, "--no-images: a text-only bundle");
+    for (key, expected) in [
+        ("use_images", serde_json::json!(false)),
+        ("epochs", serde_json::json!(2)),
+        ("hierarchy_epochs", serde_json::json!(1)),
+        ("dropout", serde_json::json!(0.2)),
+        ("seed", serde_json::json!(7)),
+        ("text_ngrams", serde_json::json!(1)),
+        ("text_char_ngrams", serde_json::Value::Null),
+        ("min_count", serde_json::json!(3)),
+    ] {
+        assert_eq!(settings[key], expected, "{key} in {settings}");
+    }
+    assert_eq!(settings["split"]["validation_fraction"], 0.25);
 }
