@@ -193,11 +193,14 @@ async fn write_bad_images(location: &str, empty_location: &str) -> lakecat::Resu
     Ok(())
 }
 
+/// product_id, uri, title, and the product whose picture the uri names.
+type UriRow<'a> = (&'a str, Option<String>, Option<&'a str>, Option<&'a str>);
+
 async fn write_image_uris(location: &str) -> lakecat::Result<()> {
     // Three pictures the image-only model puts in three categories, so a fetch that hands a row
     // another row's image is seen; `image_of` names the product whose image it is.
     let absolute = |name: &str| sample_image(name).display().to_string();
-    let rows: Vec<(&str, Option<String>, Option<&str>, Option<&str>)> = vec![
+    let rows: Vec<UriRow> = vec![
         ("relative_path", Some(format!("data/sample/fashion/images/{GOOD_IMAGE}")), None, Some("14063")),
         ("absolute_path", Some(absolute("10300.jpg")), None, Some("10300")),
         ("file_uri", Some(format!("file://{}", absolute("11248.jpg"))), None, Some("11248")),
