@@ -17,4 +17,4 @@ WHERE s.product_id IS NOT NULL
        OR t.content_hash <> s.content_hash
        OR (t.model IS DISTINCT FROM $1)
        OR (t.scored_with IS DISTINCT FROM $2)
-       OR t.error LIKE 'fetch:%')
+       OR t.error_stage = 'fetch')

@@ -150,8 +150,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
-    println!("\nNext: lakecat sql --table products={table} --model {} \"SELECT * FROM taxonomy()\"", bundle.display());
+    let (command, hint) = lakecat_command();
+    println!(
+        "\nNext: {command} sql --table products={table} --model {} \"SELECT * FROM taxonomy()\"",
+        bundle.display()
+    );
+    if let Some(hint) = hint {
+        println!("      ({hint})");
+    }
     Ok(())
+}
+
+/// How to run lakecat from here: `lakecat` when it is on PATH, else this very binary, with a
+/// hint on how to put it on PATH.
+fn lakecat_command() -> (String, Option<&'static str>) {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("lakecat").is_file()));
+    match std::env::current_exe() {
+        Ok(exe) if !on_path => {
+            (exe.display().to_string(), Some("`lakecat` is not on your PATH yet: scripts/install.sh puts it there"))
+        }
+        _ => ("lakecat".to_string(), None),
+    }
 }
 
 fn default_sample() -> anyhow::Result<PathBuf> {

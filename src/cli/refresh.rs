@@ -16,7 +16,7 @@ use super::DeviceArg;
 ///
 /// Predictions table columns: product_id, title, description, category_id, category, path,
 /// level_1 … level_k, confidence, top_k, confident_category_id, confident_path, model, error,
-/// content_hash, scored_with (the settings that shape a prediction: a change rescores),
+/// error_stage, content_hash, scored_with (the settings that shape a prediction: a change rescores),
 /// scored_at. Rows whose image fetch failed are retried next run; rows `refused` by policy are
 /// not. --delete-missing refuses to empty the table (an empty source, or more than
 /// --max-delete-fraction gone) unless --force-delete. Commits record the run as Delta application transaction

@@ -26,6 +26,7 @@ use deltalake::protocol::SaveMode;
 use futures::StreamExt;
 use lakecat_udfs::Device;
 use lakecat_udfs::config::LakecatOptions;
+use lakecat_udfs::error::Stage;
 use lakecat_udfs::prediction::prediction_fields;
 use serde::Serialize;
 
@@ -486,7 +487,7 @@ impl RefreshJob {
         let mut chunk = Chunk::default();
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            let new_ids = batch.column(5).as_boolean().clone();
+            let new_ids = named(&batch, "is_new")?.as_boolean().clone();
             let batch = to_predictions(&batch, schema, &report.scored_with)?;
             let (failed, fetch_failed) = count_errors(&batch)?;
             report.failed += failed;
@@ -620,13 +621,13 @@ impl Chunk {
     }
 }
 
-/// (rows with an error, rows with a fetch error) of a predictions batch.
+/// (rows with an error, rows with a fetch error) of a predictions batch, from `error_stage`.
 fn count_errors(batch: &RecordBatch) -> Result<(u64, u64)> {
-    let Some(errors) = batch.column_by_name("error") else { return Ok((0, 0)) };
-    let errors = cast(errors, &DataType::Utf8)?;
-    let errors = errors.as_string::<i32>();
-    let failed = (errors.len() - errors.null_count()) as u64;
-    let fetch = errors.iter().flatten().filter(|error| error.starts_with("fetch:")).count() as u64;
+    let Some(stages) = batch.column_by_name("error_stage") else { return Ok((0, 0)) };
+    let stages = cast(stages, &DataType::Utf8)?;
+    let stages = stages.as_string::<i32>();
+    let failed = (stages.len() - stages.null_count()) as u64;
+    let fetch = stages.iter().flatten().filter(|stage| *stage == Stage::Fetch.name()).count() as u64;
     Ok((failed, fetch))
 }
 
@@ -662,16 +663,21 @@ pub fn predictions_schema(id_type: &DataType, depth: usize) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// A column of score.sql's result, by name.
+fn named<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| Error::Refresh(format!("score.sql returned no column {name:?}")))
+}
+
 /// Flattens score.sql's rows (product_id, title, description, prediction, content_hash, is_new)
 /// into the predictions schema.
 fn to_predictions(batch: &RecordBatch, schema: &SchemaRef, scored_with: &str) -> Result<RecordBatch> {
-    let prediction = batch.column(3).as_struct();
+    let prediction = named(batch, "prediction")?.as_struct();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for column in 0..3 {
-        columns.push(cast(batch.column(column), schema.field(column).data_type())?);
+    for name in ["product_id", "title", "description"] {
+        columns.push(cast(named(batch, name)?, schema.field_with_name(name)?.data_type())?);
     }
     columns.extend(prediction.columns().iter().cloned());
-    columns.push(cast(batch.column(4), &DataType::Utf8)?);
+    columns.push(cast(named(batch, "content_hash")?, &DataType::Utf8)?);
     columns.push(Arc::new(arrow::array::StringArray::from_iter_values(std::iter::repeat_n(
         scored_with,
         batch.num_rows(),
@@ -705,18 +711,26 @@ fn align_to_target(chunk: Vec<RecordBatch>, target: &DeltaTable) -> Result<Vec<R
         .collect()
 }
 
-/// Registers the predictions table as `target`. A table written before `scored_with` existed
-/// reads it as NULL, so all its rows count as scored with other settings.
+/// Columns a predictions table written by an older lakecat may lack; read as NULL, so all its
+/// rows count as scored with other settings.
+const ADDED_COLUMNS: [&str; 2] = ["scored_with", "error_stage"];
+
+/// Registers the predictions table as `target`, with [`ADDED_COLUMNS`] it lacks as NULL.
 async fn register_target(session: &LakecatSession, target: &DeltaTable) -> Result<()> {
     let location = target.table_url().to_string();
     let schema = target.snapshot().map_err(|source| Error::delta(&location, source))?.snapshot().arrow_schema();
-    if schema.field_with_name("scored_with").is_ok() {
+    let missing: Vec<String> = ADDED_COLUMNS
+        .iter()
+        .filter(|name| schema.field_with_name(name).is_err())
+        .map(|name| format!("CAST(NULL AS VARCHAR) AS {name}"))
+        .collect();
+    if missing.is_empty() {
         return session.register_table("target", target).await;
     }
     session.register_table("target_rows", target).await?;
     session.ctx.deregister_table("target")?;
-    let view = "CREATE VIEW target AS SELECT *, CAST(NULL AS VARCHAR) AS scored_with FROM target_rows";
-    session.ctx.sql(view).await?.collect().await?;
+    let view = format!("CREATE VIEW target AS SELECT *, {} FROM target_rows", missing.join(", "));
+    session.ctx.sql(&view).await?.collect().await?;
     Ok(())
 }
 

@@ -30,7 +30,8 @@ const ROW: &str = "CAST(product_id AS VARCHAR) AS product_id, CAST(title AS VARC
     level_1, level_2, level_3, round(confidence, 5) AS confidence, \
     concat_ws(' | ', top_k[1]['category_id'], round(top_k[1]['confidence'], 5), top_k[2]['category_id'], \
     round(top_k[2]['confidence'], 5), top_k[3]['category_id'], round(top_k[3]['confidence'], 5)) AS top_k, \
-    confident_category_id, array_to_string(confident_path, ' > ') AS confident_path, model, error, content_hash";
+    confident_category_id, array_to_string(confident_path, ' > ') AS confident_path, model, error, error_stage, \
+    content_hash";
 
 /// The rows in which the predictions table at `target` and `categorize` with `model` over the
 /// products at `source` (image column `image`) differ, either way: `""` when the table holds
@@ -53,7 +54,7 @@ pub(crate) async fn differences_from_categorize(
         .unwrap();
     let fields = ["category_id", "category", "path", "level_1", "level_2", "level_3", "confidence", "top_k"]
         .into_iter()
-        .chain(["confident_category_id", "confident_path", "model", "error"])
+        .chain(["confident_category_id", "confident_path", "model", "error", "error_stage"])
         .map(|field| format!("c['{field}'] AS {field}"))
         .collect::<Vec<_>>()
         .join(", ");

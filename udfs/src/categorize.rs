@@ -173,9 +173,9 @@ impl ScalarUDFImpl for CategorizeUdf {
                  level_1 … level_k, confidence (calibrated probability of the leaf), top_k \
                  (list of {category_id, category, confidence}), confident_category_id and \
                  confident_path (the deepest category whose probability reaches \
-                 lakecat.confidence_threshold), model (name@fingerprint) and error. A row that \
-                 cannot be scored keeps its place with NULL predictions and error = 'stage: reason' \
-                 (stage is input, refused, fetch, decode, text or inference; refused means a policy said no: a location outside lakecat.allowed_locations, an image over lakecat.max_image_bytes); the query never fails because \
+                 lakecat.confidence_threshold), model (name@fingerprint), error and error_stage. A row that \
+                 cannot be scored keeps its place with NULL predictions, error = 'stage: reason' and \
+                 error_stage = 'stage' (stage is input, refused, fetch, decode, text or inference; refused means a policy said no: a location outside lakecat.allowed_locations, an image over lakecat.max_image_bytes); the query never fails because \
                  of one row. A row with no image is scored from its text. Each call runs the \
                  model: call it once in a subquery or CTE and read the fields of its result, as in \
                  the example, rather than once per field.",

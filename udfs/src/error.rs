@@ -59,16 +59,22 @@ impl RowError {
     }
 }
 
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let stage = match self.stage {
+impl Stage {
+    /// The stage as `error_stage` holds it and `error` starts with it.
+    pub fn name(self) -> &'static str {
+        match self {
             Stage::Input => "input",
             Stage::Refused => "refused",
             Stage::Fetch => "fetch",
             Stage::Decode => "decode",
             Stage::Text => "text",
             Stage::Inference => "inference",
-        };
-        write!(f, "{stage}: {}", self.message)
+        }
+    }
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.stage.name(), self.message)
     }
 }

@@ -39,6 +39,9 @@ pub fn prediction_fields(depth: usize) -> Fields {
         Field::new("confident_path", list_of(DataType::Utf8), true),
         Field::new("model", DataType::Utf8, true),
         Field::new("error", DataType::Utf8, true),
+        // The stage of `error` on its own (input, refused, fetch, decode, text, inference), so
+        // programs branch on a value rather than on the message's prefix.
+        Field::new("error_stage", DataType::Utf8, true),
     ]);
     Fields::from(fields)
 }
@@ -77,6 +80,7 @@ pub struct PredictionBuilder<'a> {
     confident_path: ListBuilder<StringBuilder>,
     model_name: StringBuilder,
     error: StringBuilder,
+    error_stage: StringBuilder,
 }
 
 impl<'a> PredictionBuilder<'a> {
@@ -135,6 +139,7 @@ impl<'a> PredictionBuilder<'a> {
             confident_path: ListBuilder::new(StringBuilder::new()),
             model_name: StringBuilder::new(),
             error: StringBuilder::new(),
+            error_stage: StringBuilder::new(),
         }
     }
 
@@ -144,7 +149,7 @@ impl<'a> PredictionBuilder<'a> {
         let probabilities = match row {
             Ok(probabilities) => probabilities,
             Err(error) => {
-                self.append_failure(&error.to_string());
+                self.append_failure(error);
                 return;
             }
         };
@@ -172,9 +177,10 @@ impl<'a> PredictionBuilder<'a> {
             }
         }
         self.error.append_null();
+        self.error_stage.append_null();
     }
 
-    fn append_failure(&mut self, message: &str) {
+    fn append_failure(&mut self, error: &RowError) {
         self.category_id.append_null();
         self.category.append_null();
         self.path.append_null();
@@ -185,7 +191,8 @@ impl<'a> PredictionBuilder<'a> {
         self.top_k.append_null();
         self.confident_category_id.append_null();
         self.confident_path.append_null();
-        self.error.append_value(message);
+        self.error.append_value(error.to_string());
+        self.error_stage.append_value(error.stage.name());
     }
 
     fn append_top_k(&mut self, probabilities: &[f32]) {
@@ -237,6 +244,7 @@ impl<'a> PredictionBuilder<'a> {
             Arc::new(self.confident_path.finish()),
             Arc::new(self.model_name.finish()),
             Arc::new(self.error.finish()),
+            Arc::new(self.error_stage.finish()),
         ]);
         StructArray::new(prediction_fields(self.depth), arrays, None)
     }
@@ -299,6 +307,8 @@ mod tests {
         assert_eq!(first.column(1).as_string::<i32>().value(1), "Tshirts");
         assert!(column("error").is_null(0));
         assert_eq!(column("error").as_string::<i32>().value(1), "decode: image is empty (0 bytes)");
+        assert!(column("error_stage").is_null(0));
+        assert_eq!(column("error_stage").as_string::<i32>().value(1), "decode");
         assert!(column("category_id").as_primitive::<Int64Type>().is_null(1));
         assert_eq!(column("model").as_string::<i32>().value(1), "m@1");
     }
