@@ -17,8 +17,7 @@ use arrow::datatypes::{DataType, Field, Float32Type, Schema, TimeUnit};
 use deltalake::protocol::SaveMode;
 use lakecat_training::features::extract_in_chunks;
 use lakecat_training::{FeatureExtractor, FrozenBackbone, ImageFeatures};
-use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use lakecat_udfs::runtime::{Device, OpenedSession, open_session};
 use ort::value::TensorRef;
 
 use crate::Result;
@@ -130,8 +129,8 @@ pub struct OrtFeatures {
     known: RwLock<HashMap<String, KnownFeatures>>,
     /// (fingerprint, image) computed here, in order, for [`OrtFeatures::computed`].
     computed: Mutex<Vec<(String, ImageKey)>>,
-    /// The session of the backbone with this fingerprint.
-    session: Mutex<Option<(String, Session)>>,
+    /// The session of the backbone with this fingerprint, and where it runs.
+    session: Mutex<Option<(String, OpenedSession)>>,
 }
 
 impl OrtFeatures {
@@ -154,24 +153,33 @@ impl OrtFeatures {
         grouped
     }
 
+    /// The session of `backbone`, opened (and kept) on first use, like scoring's: CUDA when it
+    /// can be registered, else the CPU.
+    fn session<'a>(
+        &self,
+        slot: &'a mut Option<(String, OpenedSession)>,
+        backbone: &FrozenBackbone,
+    ) -> lakecat_training::Result<&'a mut OpenedSession> {
+        if slot.as_ref().is_none_or(|(fingerprint, _)| fingerprint != backbone.fingerprint()) {
+            let onnx = backbone.to_onnx()?;
+            let opened = open_session(&onnx, Device::Auto, None).map_err(|error| {
+                lakecat_training::Error::Features(format!(
+                    "cannot open the exported {:?} backbone in ONNX Runtime: {error}",
+                    backbone.backbone()
+                ))
+            })?;
+            *slot = Some((backbone.fingerprint().to_string(), opened));
+        }
+        Ok(&mut slot.as_mut().expect("opened above").1)
+    }
+
     /// Features of `count` preprocessed images, in this backbone's session.
     fn run(&self, backbone: &FrozenBackbone, pixels: &[f32], count: usize) -> lakecat_training::Result<Vec<f32>> {
         let fail = |what: &str, error: &dyn std::fmt::Display| {
             lakecat_training::Error::Features(format!("{what} ({:?} in ONNX Runtime): {error}", backbone.backbone()))
         };
         let mut slot = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.as_ref().is_none_or(|(fingerprint, _)| fingerprint != backbone.fingerprint()) {
-            let onnx = backbone.to_onnx()?;
-            let environment = lakecat_udfs::runtime::environment().map_err(|e| fail("no ONNX Runtime", &e))?;
-            let opening = "cannot open the exported backbone";
-            let mut builder = Session::builder(environment)
-                .map_err(|e| fail(opening, &e))?
-                .with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(|e| fail(opening, &e))?;
-            let session = builder.commit_from_memory(&onnx).map_err(|e| fail(opening, &e))?;
-            *slot = Some((backbone.fingerprint().to_string(), session));
-        }
-        let (_, session) = slot.as_mut().expect("opened above");
+        let session = &mut self.session(&mut slot, backbone)?.session;
         let input = session.inputs().first().map(|outlet| outlet.name().to_string()).unwrap_or_default();
         let tensor = TensorRef::from_array_view((backbone.spec().tensor_shape(count), pixels))
             .map_err(|e| fail("cannot pass the images", &e))?;
@@ -235,7 +243,16 @@ impl FeatureExtractor for OrtFeatures {
         Ok(features)
     }
 
-    fn describe(&self) -> String {
-        "ONNX Runtime".into()
+    /// Opens the backbone's session, so the log says where it runs (as `lakecat sql` does).
+    fn describe(&self, backbone: &FrozenBackbone) -> String {
+        let mut slot = self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match self.session(&mut slot, backbone) {
+            Ok(OpenedSession { provider, provider_note: Some(note), .. }) => {
+                format!("ONNX Runtime on {provider}; {note}")
+            }
+            Ok(OpenedSession { provider, .. }) => format!("ONNX Runtime on {provider}"),
+            // Extraction reports the same error.
+            Err(_) => "ONNX Runtime".into(),
+        }
     }
 }

@@ -124,8 +124,22 @@ async fn engine_reports_its_execution_provider() {
     let auto = EngineBuilder::new(&fixture().baseline).build().unwrap();
     match auto.provider() {
         "CUDAExecutionProvider" => assert!(auto.provider_note().is_none()),
-        "CPUExecutionProvider" => assert!(auto.provider_note().unwrap().starts_with("CUDA not used")),
+        "CPUExecutionProvider" => {
+            let note = auto.provider_note().unwrap();
+            assert!(note.starts_with("CUDA not used") && note.contains("libonnxruntime.so"), "{note}");
+        }
         other => panic!("unexpected provider {other}"),
+    }
+    // CUDA asked for explicitly: it runs there, or the error says which library was loaded (the
+    // wheel and its version, not "lakecat's build") and how to get the GPU one.
+    match EngineBuilder::new(&fixture().baseline).with_device(Device::Cuda).build() {
+        Ok(cuda) => assert_eq!(cuda.provider(), "CUDAExecutionProvider"),
+        Err(error) => {
+            let message = error.to_string();
+            assert!(message.contains("The ONNX Runtime library loaded is "), "{message}");
+            assert!(message.contains("(PyPI package onnxruntime 1.31.1)"), "{message}");
+            assert!(message.contains("onnxruntime-gpu") && message.contains("--device cpu"), "{message}");
+        }
     }
     let cpu = EngineBuilder::new(&fixture().baseline).with_device(Device::Cpu).with_batch_size(3).build().unwrap();
     assert_eq!((cpu.provider(), cpu.provider_note(), cpu.batch_size()), ("CPUExecutionProvider", None, 3));

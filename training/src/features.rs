@@ -162,8 +162,8 @@ pub trait FeatureExtractor: Debug + Send + Sync {
         progress: &dyn Fn(usize),
     ) -> Result<ImageFeatures>;
 
-    /// Names the extractor in logs and reports.
-    fn describe(&self) -> String;
+    /// Names the extractor (and where it runs `backbone`) in logs and reports.
+    fn describe(&self, backbone: &FrozenBackbone) -> String;
 }
 
 /// Runs the backbone in burn, on the training device.
@@ -182,7 +182,7 @@ impl FeatureExtractor for BurnFeatures {
         })
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, _backbone: &FrozenBackbone) -> String {
         "burn".into()
     }
 }

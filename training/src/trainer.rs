@@ -408,7 +408,7 @@ impl FusionTrainer {
                 Some(backbone) => format!(
                     "images through the frozen {:?} backbone once, with {}",
                     backbone.backbone(),
-                    self.features.describe()
+                    self.features.describe(backbone)
                 ),
                 None => "images and text".into(),
             }

@@ -7,24 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use lakecat_core::{Bundle, ImagePreprocessor};
-use ort::ep::ExecutionProvider as _;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
 
 use crate::error::{RowError, Stage};
-use crate::{Error, Result, runtime};
-
-/// Which ONNX Runtime execution provider to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// CUDA when it can be registered, otherwise the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    /// CUDA or fail.
-    Cuda,
-}
+pub use crate::runtime::Device;
+use crate::runtime::{OpenedSession, open_session};
+use crate::{Error, Result};
 
 /// Builds an [`Engine`] from a bundle directory.
 #[derive(Debug, Clone)]
@@ -66,32 +55,11 @@ impl EngineBuilder {
     /// outputs against the bundle, so a mismatched bundle fails here, before any row is scored.
     pub fn build(self) -> Result<Engine> {
         let bundle = Bundle::load(&self.bundle_dir)?;
-        let environment = runtime::environment()?;
-        let ort_error = |what: &str, error: &dyn std::fmt::Display| Error::Runtime(format!("{what}: {error}"));
-        let mut builder = Session::builder(environment).map_err(|e| ort_error("cannot create a session", &e))?;
-        builder = builder
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| ort_error("cannot set the optimization level", &e))?
-            // Idle ONNX Runtime threads spin by default: they would take the cores that
-            // DataFusion's partitions use to fetch, decode and resize the next batch.
-            .with_intra_op_spinning(false)
-            .map_err(|e| ort_error("cannot turn off thread spinning", &e))?;
-        if let Some(threads) = self.intra_threads {
-            builder = builder.with_intra_threads(threads).map_err(|e| ort_error("cannot set the thread count", &e))?;
-        }
-        let (provider, provider_note) = match self.device {
-            Device::Cpu => ("CPUExecutionProvider", None),
-            Device::Auto | Device::Cuda => match ort::ep::CUDA::default().register(&mut builder) {
-                Ok(()) => ("CUDAExecutionProvider", None),
-                Err(error) if self.device == Device::Auto => {
-                    ("CPUExecutionProvider", Some(format!("CUDA not used: {error}")))
-                }
-                Err(error) => return Err(ort_error("the CUDA execution provider cannot be registered", &error)),
-            },
-        };
-        let session = builder
-            .commit_from_memory(bundle.model_bytes())
-            .map_err(|e| ort_error(&format!("cannot open {}", bundle.model_path().display()), &e))?;
+        let OpenedSession { session, provider, provider_note } =
+            open_session(bundle.model_bytes(), self.device, self.intra_threads).map_err(|error| match error {
+                Error::Runtime(message) => Error::Runtime(format!("{}: {message}", bundle.model_path().display())),
+                other => other,
+            })?;
         let images = bundle.image().cloned().map(ImagePreprocessor::new).transpose()?;
         let engine = Engine {
             images,

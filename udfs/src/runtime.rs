@@ -8,6 +8,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
+use ort::ep::ExecutionProvider as _;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
 
 use crate::{Error, Result};
 
@@ -99,6 +102,92 @@ fn library_in_package(package: &Path) -> Option<PathBuf> {
     candidates.pop()
 }
 
+/// The library `environment` loaded, once it has.
+static LOADED: OnceLock<PathBuf> = OnceLock::new();
+
+/// Which ONNX Runtime library is loaded: its path and, when it came from a PyPI wheel, the
+/// package and version (`onnxruntime` is the CPU build, `onnxruntime-gpu` the CUDA one).
+pub fn loaded_library() -> String {
+    let Some(path) = LOADED.get() else { return "no ONNX Runtime library loaded yet".into() };
+    let wheel = path.ancestors().nth(3).and_then(|site_packages| {
+        let entries = std::fs::read_dir(site_packages).ok()?;
+        entries.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).find_map(|name| {
+            let stem = name.strip_suffix(".dist-info")?;
+            let (package, version) = stem.split_once('-')?;
+            package.starts_with("onnxruntime").then(|| format!("{} {version}", package.replace('_', "-")))
+        })
+    });
+    match wheel {
+        Some(wheel) => format!("{} (PyPI package {wheel})", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+/// Which ONNX Runtime execution provider to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// CUDA when it can be registered, otherwise the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA or fail.
+    Cuda,
+}
+
+/// A session opened by [`open_session`], and where it runs.
+#[derive(Debug)]
+pub struct OpenedSession {
+    pub session: Session,
+    /// `CUDAExecutionProvider` or `CPUExecutionProvider`.
+    pub provider: &'static str,
+    /// Why CUDA is not in use when it was asked for with [`Device::Auto`].
+    pub provider_note: Option<String>,
+}
+
+/// Opens an ONNX graph the one way lakecat opens every session (scoring and training's
+/// feature extraction alike): every graph optimisation, idle threads that do not spin (they
+/// would take the cores that DataFusion's partitions and the training loop use to decode and
+/// resize), `intra_threads` when given, and CUDA as `device` says. With [`Device::Auto`] a
+/// CUDA failure falls back to the CPU and says why; with [`Device::Cuda`] it is an error that
+/// names the library loaded and how to get the GPU build.
+pub fn open_session(model: &[u8], device: Device, intra_threads: Option<usize>) -> Result<OpenedSession> {
+    let environment = environment()?;
+    let failed = |what: &str, error: &dyn std::fmt::Display| Error::Runtime(format!("{what}: {error}"));
+    let mut builder = Session::builder(environment).map_err(|e| failed("cannot create a session", &e))?;
+    builder = builder
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| failed("cannot set the optimization level", &e))?
+        .with_intra_op_spinning(false)
+        .map_err(|e| failed("cannot turn off thread spinning", &e))?;
+    if let Some(threads) = intra_threads {
+        builder = builder.with_intra_threads(threads).map_err(|e| failed("cannot set the thread count", &e))?;
+    }
+    let (provider, provider_note) = match device {
+        Device::Cpu => ("CPUExecutionProvider", None),
+        Device::Auto | Device::Cuda => match ort::ep::CUDA::default().register(&mut builder) {
+            Ok(()) => ("CUDAExecutionProvider", None),
+            Err(error) if device == Device::Auto => {
+                let error = error.to_string();
+                let reason = error.trim_end_matches('.');
+                ("CPUExecutionProvider", Some(format!("CUDA not used: {reason} (ONNX Runtime: {})", loaded_library())))
+            }
+            Err(error) => {
+                return Err(Error::Runtime(format!(
+                    "the CUDA execution provider cannot be registered: {}. The ONNX Runtime library \
+                     loaded is {}; CUDA needs the onnxruntime-gpu build: run scripts/setup.sh on a machine \
+                     with an NVIDIA driver (or LAKECAT_ORT_PACKAGE='onnxruntime-gpu[cuda,cudnn]' \
+                     scripts/setup.sh after removing .venv), or set ORT_DYLIB_PATH to a CUDA build's \
+                     libonnxruntime.so; --device cpu runs without it",
+                    error.to_string().trim_end_matches('.'),
+                    loaded_library()
+                )));
+            }
+        },
+    };
+    let session = builder.commit_from_memory(model).map_err(|e| failed("cannot open the ONNX graph", &e))?;
+    Ok(OpenedSession { session, provider, provider_note })
+}
+
 /// The process-wide ONNX Runtime environment, loaded on first use. A failure is remembered so
 /// every later attempt gives the same message.
 pub fn environment() -> Result<&'static Environment> {
@@ -109,6 +198,7 @@ pub fn environment() -> Result<&'static Environment> {
                 Error::Runtime(message) => message,
                 other => other.to_string(),
             })?;
+            let _ = LOADED.set(path.clone());
             let builder = ort::init_from(&path).map_err(|error| format!("cannot load {}: {error}", path.display()))?;
             builder
                 .with_name("lakecat")
