@@ -6,6 +6,7 @@ pub enum Error {
     #[error(transparent)]
     Scoring(#[from] lakecat_udfs::Error),
     #[error(transparent)]
+    #[cfg(feature = "train")]
     Training(#[from] lakecat_training::Error),
     #[error("Delta table {location}: {}", crate::storage::redact(&source.to_string()))]
     Delta {

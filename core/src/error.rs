@@ -30,6 +30,8 @@ pub enum Error {
     Bundle { bundle: PathBuf, reason: String },
     #[error("cannot build the ONNX network: {0}")]
     Network(String),
+    #[error("cannot draw the picture: {0}")]
+    Plot(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,10 +5,13 @@
 
 pub mod bundle;
 pub mod error;
+pub mod metrics;
 pub mod migration;
 pub mod onnx;
+pub mod plots;
 pub mod preprocess;
 pub mod prune;
+pub mod split;
 pub mod taxonomy;
 pub mod taxonomy_formats;
 pub mod text;

@@ -1,11 +1,14 @@
 //! Subcommands, one file each.
 
+#[cfg(feature = "train")]
 mod demo;
+mod eval;
 mod import;
 mod labels;
 mod refresh;
 mod sql;
 mod taxonomy;
+#[cfg(feature = "train")]
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -36,28 +39,59 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[cfg(feature = "train")]
     Demo(demo::DemoArgs),
-    Eval(train::EvalArgs),
+    /// Build a small local lakehouse, train a model and score it (not in this build: it trains).
+    #[cfg(not(feature = "train"))]
+    Demo(WithoutTraining),
+    Eval(eval::EvalArgs),
     Import(import::ImportArgs),
     Labels(labels::LabelsArgs),
     Refresh(refresh::RefreshArgs),
     Sql(sql::SqlArgs),
     Taxonomy(taxonomy::TaxonomyArgs),
+    #[cfg(feature = "train")]
     Train(Box<train::TrainArgs>),
+    /// Train a categorizer (not in this build: it was built without the `train` feature).
+    #[cfg(not(feature = "train"))]
+    Train(WithoutTraining),
+}
+
+/// The arguments of a command this build leaves out, accepted so that it can say so.
+#[cfg(not(feature = "train"))]
+#[derive(Debug, clap::Args)]
+struct WithoutTraining {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+#[cfg(not(feature = "train"))]
+fn without_training(command: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`lakecat {command}` trains a model, and this lakecat was built without training \
+         (cargo build --no-default-features, which leaves burn out); build it with the default \
+         features (cargo build) to train. Scoring, refresh and eval work in this build."
+    )
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let storage =
         cli.storage_options.into_iter().fold(StorageOptions::new(), |options, (key, value)| options.with(key, value));
     match cli.command {
+        #[cfg(feature = "train")]
         Command::Demo(args) => demo::run(args).await,
-        Command::Eval(args) => train::eval(args, storage).await,
+        #[cfg(not(feature = "train"))]
+        Command::Demo(_) => without_training("demo"),
+        Command::Eval(args) => eval::eval(args, storage).await,
         Command::Import(args) => import::run(args, storage).await,
         Command::Labels(args) => labels::run(args, storage).await,
         Command::Refresh(args) => refresh::run(args, storage).await,
         Command::Sql(args) => sql::run(args, storage).await,
         Command::Taxonomy(args) => taxonomy::run(args, storage).await,
+        #[cfg(feature = "train")]
         Command::Train(args) => train::train(*args, storage).await,
+        #[cfg(not(feature = "train"))]
+        Command::Train(_) => without_training("train"),
     }
 }
 

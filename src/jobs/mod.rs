@@ -2,24 +2,30 @@
 //! run them too.
 
 pub mod audit;
+#[cfg(feature = "train")]
 pub mod baseline;
 pub mod consensus;
+pub mod eval;
+#[cfg(feature = "train")]
 pub mod features;
 pub mod import;
 pub mod refresh;
 pub mod taxonomy;
+#[cfg(feature = "train")]
 pub mod train;
 
 pub use audit::{AuditReport, ImageAuditJob};
+#[cfg(feature = "train")]
 pub use baseline::BaselineJob;
 pub use consensus::{ConsensusJob, ConsensusReport};
+pub use eval::{EvalJob, EvalReport, EvalRows, SnapshotAt, SnapshotColumns, TrainingSnapshot};
+#[cfg(feature = "train")]
 pub use features::{FeatureCache, OrtFeatures};
 pub use import::{ImageStorage, ImportJob, ImportReport, Labels};
 pub use refresh::{RefreshJob, RefreshReport};
 pub use taxonomy::{PruneJob, PruneOutcome, TaxonomyStore};
-pub use train::{
-    EvalJob, EvalReport, EvalRows, SnapshotAt, SnapshotColumns, TrainJob, TrainingSnapshot, installed_mobilenet_weights,
-};
+#[cfg(feature = "train")]
+pub use train::{TrainJob, installed_mobilenet_weights};
 
 /// The image column of a products table: the one named, else `image`, else `image_uri`.
 pub(crate) fn image_column(schema: &arrow::datatypes::Schema, named: Option<&str>) -> String {

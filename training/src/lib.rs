@@ -16,7 +16,7 @@ pub mod data;
 pub mod error;
 pub mod features;
 pub mod loss;
-pub mod metrics;
+pub use lakecat_core::metrics;
 pub mod mobilenet;
 pub mod model;
 pub mod plots;

@@ -8,11 +8,12 @@
 //! - per-class precision and recall, and the confusion matrix behind them.
 //!
 //! Used by training (every epoch, on the validation split) and by `lakecat eval` (on a bundle's
-//! predictions in SQL), so the two report the same numbers.
+//! predictions in SQL), so the two report the same numbers; here, so that eval builds without
+//! the training crate.
 
 use std::collections::BTreeMap;
 
-use lakecat_core::Taxonomy;
+use crate::Taxonomy;
 use serde::Serialize;
 
 /// One scored product: its true category and the model's guesses, best first.
@@ -149,7 +150,7 @@ mod tests {
     }
 
     fn id(taxonomy: &Taxonomy, path: &str) -> u32 {
-        taxonomy.find_path(&lakecat_core::taxonomy::split_path(path)).unwrap()
+        taxonomy.find_path(&crate::taxonomy::split_path(path)).unwrap()
     }
 
     #[test]
