@@ -104,23 +104,18 @@ pub fn training_curves(history: &[EpochRecord], path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Confusion, Metrics, Scored};
+    use crate::metrics::{Metrics, Scored};
     use lakecat_core::Taxonomy;
 
+    /// The confusion matrix has its own test in `lakecat_core::plots`.
     #[test]
-    fn draws_a_confusion_matrix_and_curves() {
+    fn draws_the_training_curves() {
         let taxonomy =
-            Taxonomy::from_paths("t", (0..60).map(|i| vec![format!("Group {}", i / 7), format!("Class {i}")])).unwrap();
+            Taxonomy::from_paths("t", (0..6).map(|i| vec![format!("Group {}", i / 3), format!("Class {i}")])).unwrap();
         let classes = taxonomy.leaves();
-        let scored: Vec<Scored> = (0..600)
-            .map(|i| Scored { truth: classes[i % 60], ranked: vec![classes[(i + usize::from(i % 9 == 0)) % 60]] })
-            .collect();
+        let scored: Vec<Scored> =
+            (0..60).map(|i| Scored { truth: classes[i % 6], ranked: vec![classes[i % 6]] }).collect();
         let dir = tempfile::tempdir().unwrap();
-        let matrix = dir.path().join("confusion.png");
-        confusion_matrix(&Confusion::new(classes.clone(), &scored), &taxonomy, "test", &matrix).unwrap();
-        let image = image::open(&matrix).unwrap();
-        assert_eq!(image.width(), 260 + 16 * 60 + 40);
-
         let metrics = Metrics::compute(&taxonomy, &scored);
         let history: Vec<EpochRecord> = (0..3)
             .map(|epoch| EpochRecord {
