@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns};
-use lakecat_core::plots;
 
 #[derive(Debug, Args)]
 pub(super) struct ColumnArgs {
@@ -109,31 +108,16 @@ pub async fn eval(args: EvalArgs, storage: lakecat::StorageOptions) -> anyhow::R
         RowsArg::Train => EvalRows::Train,
         RowsArg::All => EvalRows::All,
     };
-    let mut job =
-        EvalJob::new(&args.model, &table).with_snapshot(at).with_rows(rows).with_columns(args.columns.columns());
-    job = job.with_storage_options(storage.clone());
+    let mut job = EvalJob::new(&args.model, &table)
+        .with_snapshot(at)
+        .with_rows(rows)
+        .with_columns(args.columns.columns())
+        .with_storage_options(storage);
     if let Some(filter) = args.filter {
         job = job.with_filter(filter);
     }
-    let report = job.execute().await?;
-    // Reports for object storage are written to a staging directory, then uploaded.
     let output = args.output.to_string_lossy().into_owned();
-    let staging =
-        if lakecat::storage::is_remote_location(&output)? { Some(lakecat::storage::StagingDir::new()?) } else { None };
-    let dir = staging.as_ref().map_or(args.output.clone(), |staging| staging.path().to_path_buf());
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(dir.join("eval.json"), &json).context("cannot write eval.json")?;
-    let picture = dir.join("confusion-matrix.png");
-    plots::confusion_matrix(
-        &report.confusion,
-        &report.taxonomy,
-        &format!("{} on {} ({}, {} rows)", report.model, report.table, report.rows, report.metrics.rows),
-        &picture,
-    )?;
-    if staging.is_some() {
-        lakecat::storage::upload_dir(&dir, &output, "eval.json", false, &storage).await?;
-    }
+    let report = job.with_output(&output).execute().await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());

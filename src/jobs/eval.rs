@@ -216,6 +216,7 @@ pub struct EvalJob {
     filter: Option<String>,
     columns: SnapshotColumns,
     rows: EvalRows,
+    output: Option<String>,
     storage: StorageOptions,
 }
 
@@ -230,8 +231,17 @@ impl EvalJob {
             filter: None,
             columns: SnapshotColumns::default(),
             rows: EvalRows::Validation,
+            output: None,
             storage: StorageOptions::default(),
         }
+    }
+
+    /// Also writes `eval.json` and `confusion-matrix.png` (grouped by parent, rows normalised)
+    /// to `location`: a directory, or a prefix in object storage (written to a scratch
+    /// directory, then uploaded), as training writes its reports next to the bundle.
+    pub fn with_output(mut self, location: impl Into<String>) -> Self {
+        self.output = Some(location.into());
+        self
     }
 
     /// Options for the object stores of the table and the bundle (see [`crate::storage`]).
@@ -342,7 +352,7 @@ impl EvalJob {
             )));
         }
         let confusion = Confusion::new(bundle.classes().to_vec(), &scored);
-        Ok(EvalReport {
+        let report = EvalReport {
             model: bundle.fingerprint().to_string(),
             table: self.table.clone(),
             version: snapshot.version(),
@@ -352,8 +362,34 @@ impl EvalJob {
             skipped,
             confusion,
             taxonomy,
-        })
+        };
+        if let Some(output) = &self.output {
+            write_eval_outputs(&report, output, &self.storage).await?;
+        }
+        Ok(report)
     }
+}
+
+/// eval.json and confusion-matrix.png of `report` at `output` (local, or uploaded from scratch).
+async fn write_eval_outputs(report: &EvalReport, output: &str, storage: &StorageOptions) -> Result<()> {
+    let staging =
+        if crate::storage::is_remote_location(output)? { Some(crate::storage::StagingDir::new()?) } else { None };
+    let dir = staging.as_ref().map_or_else(|| Path::new(output).to_path_buf(), |staging| staging.path().to_path_buf());
+    std::fs::create_dir_all(&dir).map_err(|source| Error::io(dir.display(), source))?;
+    let json = serde_json::to_vec_pretty(report).map_err(|error| Error::Input(format!("eval.json: {error}")))?;
+    let path = dir.join("eval.json");
+    std::fs::write(&path, json).map_err(|source| Error::io(path.display(), source))?;
+    let title = format!("{} on {} ({}, {} rows)", report.model, report.table, report.rows, report.metrics.rows);
+    lakecat_core::plots::confusion_matrix(
+        &report.confusion,
+        &report.taxonomy,
+        &title,
+        &dir.join("confusion-matrix.png"),
+    )?;
+    if staging.is_some() {
+        crate::storage::upload_dir(&dir, output, "eval.json", false, storage).await?;
+    }
+    Ok(())
 }
 
 /// The model class a label counts for: its node in the model's (pruned) taxonomy, or the

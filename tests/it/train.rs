@@ -186,8 +186,10 @@ async fn the_trained_bundle_scores_in_sql_and_evaluates() {
         &batches
     );
 
+    let reports = fixture.root.join("eval");
     let eval = EvalJob::new(report.bundle.dir(), &fixture.products)
         .with_snapshot(SnapshotAt::Version(*version))
+        .with_output(reports.display().to_string())
         .execute()
         .await
         .unwrap();
@@ -205,9 +207,11 @@ async fn the_trained_bundle_scores_in_sql_and_evaluates() {
         eval.metrics.top1,
         report.validation.top1
     );
-    let picture = fixture.root.join("confusion.png");
-    lakecat_training::plots::confusion_matrix(&eval.confusion, &eval.taxonomy, "test", &picture).unwrap();
-    assert!(image::open(&picture).is_ok());
+    // The job writes its reports, as training does: the metrics as JSON and the picture.
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(written["metrics"]["top1"].as_f64(), Some(eval.metrics.top1));
+    assert!(image::open(reports.join("confusion-matrix.png")).is_ok());
 }
 
 #[tokio::test]
