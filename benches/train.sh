@@ -73,7 +73,8 @@ from blake3 import blake3
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 rows = list(csv.DictReader(open(sys.argv[1])))
-split = json.load(open(sys.argv[2]))["hyperparameters"]["split"]
+recorded = json.load(open(sys.argv[2]))["hyperparameters"]
+split = recorded["data"]["split"] if "data" in recorded else recorded["split"]
 def validation(i):
     head = int.from_bytes(blake3((split["salt"] + i).encode()).digest()[:8], "big")
     return head < split["validation_fraction"] * 2**64

@@ -8,7 +8,6 @@ pub mod bundles;
 pub mod delta;
 pub mod error;
 pub mod jobs;
-pub mod progress;
 pub mod session;
 pub mod storage;
 

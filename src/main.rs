@@ -2,11 +2,9 @@
 
 mod cli;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     tune_malloc();
-    let args = cli::Cli::parse();
+    let (args, command) = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -26,7 +24,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
             // A store's answer may quote a credential: never print one.
-            eprintln!("error: {}", lakecat::storage::redact(&message));
+            eprintln!("error: {}", cli::name_flags(&lakecat::storage::redact(&message), &command));
             std::process::ExitCode::FAILURE
         }
     }

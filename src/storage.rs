@@ -290,17 +290,17 @@ pub fn explain(url: &Url, error: &str) -> String {
     let scheme = url.scheme();
     let (credentials, endpoint) = match scheme {
         "s3" | "s3a" => (
-            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or --storage-option aws_access_key_id=… aws_secret_access_key=…",
-            "AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for http://) or --storage-option aws_endpoint=…",
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or `storage_option` aws_access_key_id=… aws_secret_access_key=…",
+            "AWS_ENDPOINT_URL (and AWS_ALLOW_HTTP=true for http://) or `storage_option` aws_endpoint=…",
         ),
         "gs" => (
-            "GOOGLE_APPLICATION_CREDENTIALS / GOOGLE_SERVICE_ACCOUNT, or --storage-option google_service_account=PATH",
-            "--storage-option google_base_url=…",
+            "GOOGLE_APPLICATION_CREDENTIALS / GOOGLE_SERVICE_ACCOUNT, or `storage_option` google_service_account=PATH",
+            "`storage_option` google_base_url=…",
         ),
         "file" => ("", ""),
         _ => (
-            "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY (or a SAS token / service principal), or --storage-option azure_storage_account_key=…",
-            "AZURE_STORAGE_USE_EMULATOR=true for Azurite, or --storage-option azure_storage_endpoint=…",
+            "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY (or a SAS token / service principal), or `storage_option` azure_storage_account_key=…",
+            "AZURE_STORAGE_USE_EMULATOR=true for Azurite, or `storage_option` azure_storage_endpoint=…",
         ),
     };
     let bucket = url.host_str().unwrap_or_default();

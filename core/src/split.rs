@@ -19,6 +19,13 @@ impl Default for Split {
 }
 
 impl Split {
+    /// The split a bundle's training run used, from its manifest's hyperparameters: `data.split`
+    /// of the training configuration (`split` in bundles written before it was nested).
+    pub fn recorded_in(recorded: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let split = recorded.get("data").and_then(|data| data.get("split")).or_else(|| recorded.get("split"))?;
+        serde_json::from_value(split.clone()).ok()
+    }
+
     pub fn is_validation(&self, id: &str) -> bool {
         let mut hasher = blake3::Hasher::new();
         hasher.update(self.salt.as_bytes());
@@ -32,6 +39,18 @@ impl Split {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bundles record the split under `data` (the nested training configuration); older ones
+    /// at the top of their hyperparameters.
+    #[test]
+    fn the_split_is_read_from_old_and_new_manifests() {
+        let split = serde_json::json!({"validation_fraction": 0.25, "salt": "s"});
+        let expected = Split { validation_fraction: 0.25, salt: "s".into() };
+        for recorded in [serde_json::json!({"data": {"split": split}}), serde_json::json!({"split": split})] {
+            assert_eq!(Split::recorded_in(recorded.as_object().unwrap()), Some(expected.clone()));
+        }
+        assert_eq!(Split::recorded_in(&serde_json::Map::new()), None);
+    }
 
     #[test]
     fn split_is_deterministic_and_near_its_fraction() {

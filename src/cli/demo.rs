@@ -1,18 +1,20 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use deltalake::protocol::SaveMode;
 use lakecat::SessionBuilder;
 use lakecat::jobs::{ImportJob, Labels, RefreshJob, SnapshotAt, TrainJob, installed_mobilenet_weights};
-use lakecat_training::model::Backbone;
-use lakecat_training::{FusionTrainer, TrainingSettings};
+use lakecat_training::{FusionTrainer, TrainingConfig};
+
+use super::progress::Terminal;
 
 /// Build a small local lakehouse from the sample data, train a model and score it in SQL.
 ///
 /// Runs with nothing configured, on a fresh checkout:
 ///   1. imports data/sample/fashion (239 real products with images) into a Delta table;
-///   2. trains a small burn model (tiny CNN + text branch, a minute or two on 2 cores) on
+///   2. trains a small burn model (MobileNetV2 features + text branch, a few minutes on 2 cores) on
 ///      ~80% of it (split by a hash of product_id), from that Delta snapshot, into a bundle;
 ///   3. scores the held-out ~20% with `categorize` in SQL and prints categories at every level
 ///      with confidences, per-level accuracy, and what bad input looks like;
@@ -31,8 +33,8 @@ pub struct DemoArgs {
     /// Rows of predictions to print.
     #[arg(long, default_value_t = 15)]
     rows: usize,
-    /// Cross-entropy epochs of the demo model (two hierarchical-loss epochs follow).
-    #[arg(long, default_value_t = 12)]
+    /// Cross-entropy epochs of the demo model (hierarchical-loss epochs follow).
+    #[arg(long, default_value_t = TrainingConfig::demo().epochs)]
     epochs: usize,
 }
 
@@ -51,6 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("1. Importing {} into the Delta table {table}", fashion.display());
     let imported = ImportJob::new(fashion.join("products.csv"), &table)
+        .with_progress(Arc::new(Terminal::new()))
         .with_id_column("id")
         .with_title_column("productDisplayName")
         .with_images_dir(fashion.join("images"))
@@ -65,23 +68,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          + two dense layers on the text) on the rows outside the hold-out split, from version {}",
         imported.table_version
     );
-    let settings =
-        TrainingSettings {
-            backbone: Backbone::MobileNetV2,
-            weights: Some(installed_mobilenet_weights().context(
-                "MobileNetV2's ImageNet weights are not installed: run scripts/setup.sh (or scripts/demo.sh)",
-            )?),
-            image_size: 224,
-            epochs: args.epochs,
-            hierarchy_epochs: 2,
-            min_count: 5,
-            image_dense: 256,
-            text_dense: 128,
-            batch_size: 32,
-            learning_rate: 2e-3,
-            ..TrainingSettings::default()
-        };
-    let trainer = FusionTrainer::new("demo").with_settings(settings).with_epoch_log(true);
+    let mut config = TrainingConfig::demo().with_epochs(args.epochs);
+    config.model.weights = Some(
+        installed_mobilenet_weights()
+            .context("MobileNetV2's ImageNet weights are not installed: run scripts/setup.sh (or scripts/demo.sh)")?,
+    );
+    let trainer = FusionTrainer::new("demo").with_config(config).with_progress(Arc::new(Terminal::new()));
     let report = TrainJob::new(&table, &bundle)
         .with_snapshot(SnapshotAt::Version(imported.table_version))
         .with_filter(format!("NOT ({HOLDOUT})"))
@@ -143,7 +135,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let predictions = args.dir.join("lake/predictions").display().to_string();
     println!("4. The scheduled refresh: every product into the predictions table {predictions}, then again");
     for run in ["first run", "re-run  "] {
-        let report = RefreshJob::new(&table, &predictions, &bundle).execute().await?;
+        let report =
+            RefreshJob::new(&table, &predictions, &bundle).with_progress(Arc::new(Terminal::new())).execute().await?;
         println!(
             "   {run}: {} products, {} scored, {} unchanged, table version {}",
             report.scanned, report.scored, report.skipped, report.target_version

@@ -26,7 +26,7 @@ pub struct ImportArgs {
     #[arg(long, short)]
     output: String,
     /// Column with the product id.
-    #[arg(long, default_value = "id")]
+    #[arg(long, default_value = "id", alias = "id-column")]
     id: String,
     /// Column with the product title.
     #[arg(long)]
@@ -36,7 +36,7 @@ pub struct ImportArgs {
     description: Option<String>,
     /// Directory of the images, or a prefix in object storage (s3://bucket/images). Without
     /// --image-column, the image of product X is X.jpg (or, locally, .jpeg, .png, .webp) in it.
-    #[arg(long)]
+    #[arg(long, alias = "images-dir")]
     images: Option<PathBuf>,
     /// Column naming each product's image: a file name inside --images, a path, or a URI
     /// (s3://, gs://, az://, file://). Only images inside --images are read, unless
@@ -46,7 +46,7 @@ pub struct ImportArgs {
     /// Other directories or prefixes (s3://bucket/photos) that --image-column may name,
     /// comma-separated or repeated. A CSV is data: without this, a cell naming ../x,
     /// /proc/self/environ or file:///etc/passwd is refused, not copied into the table.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', alias = "images-from")]
     allow_images_from: Vec<String>,
     /// Label columns, top level first, comma-separated (e.g. masterCategory,subCategory,articleType).
     #[arg(long, value_delimiter = ',', conflicts_with = "category_tree")]
@@ -75,6 +75,7 @@ pub async fn run(args: ImportArgs, storage: lakecat::StorageOptions) -> anyhow::
         (true, None) => Labels::None,
     };
     let mut job = ImportJob::new(&args.source, &args.output)
+        .with_progress(std::sync::Arc::new(super::progress::Terminal::new()))
         .with_id_column(args.id)
         .with_labels(labels)
         .with_save_mode(args.mode.into())

@@ -116,6 +116,7 @@ pub async fn run(args: LabelsArgs, storage: lakecat::StorageOptions) -> anyhow::
         }
         LabelsCommand::Audit(args) => {
             let mut job = ImageAuditJob::new(&args.products, &args.findings)
+                .with_progress(std::sync::Arc::new(super::progress::Terminal::new()))
                 .with_id_column(&args.id_column)
                 .with_min_size(args.min_size)
                 .with_storage_options(storage);

@@ -5,13 +5,14 @@ mod demo;
 mod eval;
 mod import;
 mod labels;
+mod progress;
 mod refresh;
 mod sql;
 mod taxonomy;
 #[cfg(feature = "train")]
 mod train;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lakecat::StorageOptions;
 
 /// Categorize product catalogs in a lakehouse.
@@ -72,6 +73,55 @@ fn without_training(command: &str) -> anyhow::Result<()> {
          (cargo build --no-default-features, which leaves burn out); build it with the default \
          features (cargo build) to train. Scoring, refresh and eval work in this build."
     )
+}
+
+/// The parsed command line, and the clap command of the subcommand it runs (whose flags
+/// [`name_flags`] names).
+pub fn parse() -> (Cli, clap::Command) {
+    let mut command = Cli::command();
+    // Built, global flags (--storage-option) are among each subcommand's arguments.
+    command.build();
+    let matches = command.clone().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let (mut invoked, mut matched) = (command, &matches);
+    while let Some((name, sub_matches)) = matched.subcommand() {
+        let Some(sub) = invoked.find_subcommand(name).cloned() else { break };
+        (invoked, matched) = (sub, sub_matches);
+    }
+    (cli, invoked)
+}
+
+/// Library errors name the job setting they are about in backticks (`min_count`, as in the
+/// jobs' `with_min_count`); on the command line that setting is a flag of `command` (its long
+/// name or an alias), so the message names the flag (`--min-count`). Other backticked words
+/// stay as they are.
+pub fn name_flags(message: &str, command: &clap::Command) -> String {
+    let flag_of = |setting: &str| {
+        let spelled = setting.replace('_', "-");
+        command
+            .get_arguments()
+            .find(|arg| {
+                arg.get_long() == Some(spelled.as_str())
+                    || arg.get_all_aliases().is_some_and(|aliases| aliases.contains(&spelled.as_str()))
+            })
+            .and_then(|arg| arg.get_long())
+            .map(|long| format!("--{long}"))
+    };
+    let mut named = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('`') {
+        let Some(length) = rest[open + 1..].find('`') else { break };
+        let word = &rest[open + 1..open + 1 + length];
+        let is_setting = !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        named.push_str(&rest[..open]);
+        match flag_of(word).filter(|_| is_setting) {
+            Some(flag) => named.push_str(&flag),
+            None => named.push_str(&rest[open..open + length + 2]),
+        }
+        rest = &rest[open + length + 2..];
+    }
+    named.push_str(rest);
+    named
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

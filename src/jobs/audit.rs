@@ -13,13 +13,12 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
-use lakecat_core::{ImageError, ImagePreprocessor, ImageSpec};
+use lakecat_core::{ImageError, ImagePreprocessor, ImageSpec, Progress, Quiet};
 use lakecat_udfs::config::LakecatOptions;
 use lakecat_udfs::fetch::{FetchSettings, ImageFetcher};
 use rayon::prelude::*;
 
 use crate::jobs::{image_column, quote, require_columns};
-use crate::progress::Progress;
 use crate::{Error, Result, SessionBuilder, delta};
 
 /// Audits the images of a products table; see the module documentation.
@@ -33,6 +32,7 @@ pub struct ImageAuditJob {
     image_root: Option<PathBuf>,
     clean_snapshot: Option<String>,
     storage: crate::StorageOptions,
+    progress: Arc<dyn Progress>,
 }
 
 /// Counts of what the audit found.
@@ -66,11 +66,18 @@ impl ImageAuditJob {
             image_root: None,
             clean_snapshot: None,
             storage: crate::StorageOptions::default(),
+            progress: Arc::new(Quiet),
         }
     }
 
     /// Options for the object stores of every table this job reads and writes (see
     /// [`crate::storage`]).
+    /// Where progress and warnings go (default: nowhere; the CLI renders them).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
     pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
         self.storage = options;
         self
@@ -117,7 +124,7 @@ impl ImageAuditJob {
         require_columns(
             &schema,
             &self.products,
-            &[("id", &self.id_column, "--id-column"), ("image", &image_column, "--image-column")],
+            &[("id", &self.id_column, "`id_column`"), ("image", &image_column, "`image_column`")],
         )?;
         let total = ctx.table("products").await?.count().await? as u64;
         let mut stream = ctx
@@ -142,7 +149,8 @@ impl ImageAuditJob {
         let mut report = AuditReport { rows: total, ..AuditReport::default() };
         let (mut ids, mut problems, mut details, mut widths, mut heights) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut progress = Progress::new(format!("auditing {}", self.products), Some(total));
+        let progress = &self.progress;
+        progress.start(&format!("auditing {}", self.products), Some(total));
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let batch_ids = cast(batch.column(0), &DataType::Utf8)?;

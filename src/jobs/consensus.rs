@@ -143,9 +143,9 @@ impl ConsensusJob {
             &schema,
             &self.labels,
             &[
-                ("product id", product, "--product-column"),
-                ("labeller id", labeller, "--labeller-column"),
-                ("category", category, "--category-column"),
+                ("product id", product, "`product_column`"),
+                ("labeller id", labeller, "`labeller_column`"),
+                ("category", category, "`category_column`"),
             ],
         )?;
         let time = if schema.field_with_name(time).is_ok() { format!("l.{}", quote(time)) } else { "NULL".to_string() };

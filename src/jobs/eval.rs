@@ -86,15 +86,15 @@ impl TrainingSnapshot {
         session.register_table("training_data", &table).await?;
         let schema = session.ctx.table("training_data").await?.schema().as_arrow().clone();
         let mut required = vec![
-            ("product id", columns.id.as_str(), "--id-column"),
-            ("title", columns.title.as_str(), "--title-column"),
+            ("product id", columns.id.as_str(), "`id_column`"),
+            ("title", columns.title.as_str(), "`title_column`"),
         ];
-        required.push(("label", columns.label.as_str(), "--label-column"));
+        required.push(("label", columns.label.as_str(), "`label_column`"));
         if let Some(image) = &columns.image {
-            required.push(("image", image.as_str(), "--image-column (or --no-images)"));
+            required.push(("image", image.as_str(), "`image_column` (or `no_images`)"));
         }
         if let Some(description) = &columns.description {
-            required.push(("description", description.as_str(), "--description-column"));
+            required.push(("description", description.as_str(), "`description_column`"));
         }
         require_columns(&schema, location, &required)?;
         if let Some(image) = &columns.image {
@@ -102,7 +102,7 @@ impl TrainingSnapshot {
             if !matches!(data_type, DataType::Binary | DataType::BinaryView | DataType::LargeBinary) {
                 return Err(Error::Input(format!(
                     "{location}: training reads image bytes, but column {image:?} is {data_type}; import the images \
-                     into the table (`lakecat import --images-dir`) or train on text alone with --no-images"
+                     into the table (`lakecat import --images`) or train on text alone (`no_images`)"
                 )));
             }
         }
@@ -273,8 +273,7 @@ impl EvalJob {
     pub async fn execute(self) -> Result<EvalReport> {
         let resolved = BundleStore::new().with_storage_options(self.storage.clone()).resolve(&self.bundle).await?;
         let bundle = Bundle::load(&resolved.dir)?;
-        let split: Option<Split> =
-            bundle.manifest().hyperparameters.get("split").and_then(|value| serde_json::from_value(value.clone()).ok());
+        let split = Split::recorded_in(&bundle.manifest().hyperparameters);
         let mut columns = self.columns.clone();
         if bundle.image().is_none() {
             columns.image = None;

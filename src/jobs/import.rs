@@ -16,10 +16,10 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::protocol::SaveMode;
 use lakecat_core::bundle::is_plain_file_name;
 use lakecat_core::taxonomy::split_path;
+use lakecat_core::{Progress, Quiet};
 use lakecat_udfs::allow_list::AllowList;
 use lakecat_udfs::fetch::{FetchSettings, ImageFetcher};
 
-use crate::progress::Progress;
 use crate::{Error, Result, delta};
 
 /// Where the label of each product comes from.
@@ -57,6 +57,7 @@ pub struct ImportJob {
     mode: SaveMode,
     batch_rows: usize,
     storage_options: crate::StorageOptions,
+    progress: Arc<dyn Progress>,
 }
 
 /// What an import did.
@@ -96,12 +97,19 @@ impl ImportJob {
             mode: SaveMode::ErrorIfExists,
             batch_rows: 1024,
             storage_options: crate::StorageOptions::default(),
+            progress: Arc::new(Quiet),
         }
     }
 
     /// Options for the object stores of the source file and the target table (see
     /// [`crate::storage`]); images in object storage are fetched with the environment's
     /// credentials, as `categorize` fetches them.
+    /// Where progress goes (default: nowhere; the CLI renders it).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
     pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
         self.storage_options = options;
         self
@@ -164,7 +172,8 @@ impl ImportJob {
         let input = read_source(&self.source, bytes, self.batch_rows)?;
         self.check_columns(&input.schema)?;
         let total: usize = input.batches.iter().map(RecordBatch::num_rows).sum();
-        let mut progress = Progress::new(format!("importing {}", self.source), Some(total as u64));
+        let progress = &self.progress;
+        progress.start(&format!("importing {}", self.source), Some(total as u64));
         let fetcher = ImageFetcher::default();
         let settings = self.fetch_settings()?;
         let mut report = ImportReport {
@@ -191,7 +200,7 @@ impl ImportJob {
         let cwd = std::env::current_dir().map_err(|source| Error::io(".", source))?;
         let allowed: Vec<&str> = self.images_dir.iter().chain(&self.images_from).map(String::as_str).collect();
         let allowed = AllowList::parse(&allowed.join(","), &cwd)
-            .map_err(|message| Error::Input(message.replace("lakecat.allowed_locations", "--allow-images-from")))?;
+            .map_err(|message| Error::Input(message.replace("lakecat.allowed_locations", "`images_from`")))?;
         let allowed = match allowed {
             // Nothing named: nothing may be read (every row says how to allow it).
             AllowList::Default => AllowList::Prefixes { prefixes: Vec::new(), setting: IMAGES_FLAGS },
@@ -222,7 +231,7 @@ impl ImportJob {
         }
         if self.image_column.is_none() && self.images_dir.is_none() {
             return Err(Error::Input(
-                "say where the images are: --images DIR (files named <id>.jpg) and/or --image-column".into(),
+                "say where the images are: `images_dir` (files named <id>.jpg) and/or `image_column`".into(),
             ));
         }
         Ok(())

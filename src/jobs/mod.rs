@@ -46,11 +46,11 @@ pub(crate) fn require_columns(
     table: &str,
     columns: &[(&str, &str, &str)],
 ) -> crate::Result<()> {
-    for (role, name, flag) in columns {
+    for (role, name, setting) in columns {
         if schema.field_with_name(name).is_err() {
             let present: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
             return Err(crate::Error::Input(format!(
-                "{table}: no {role} column {name:?} (columns: {}); name it with {flag}",
+                "{table}: no {role} column {name:?} (columns: {}); name it with {setting}",
                 present.join(", ")
             )));
         }

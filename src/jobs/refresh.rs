@@ -24,6 +24,7 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
 use futures::StreamExt;
+use lakecat_core::{Progress, Quiet};
 use lakecat_udfs::Device;
 use lakecat_udfs::config::LakecatOptions;
 use lakecat_udfs::error::Stage;
@@ -31,7 +32,6 @@ use lakecat_udfs::prediction::prediction_fields;
 use serde::Serialize;
 
 use crate::jobs::{image_column, quote, require_columns};
-use crate::progress::Progress;
 use crate::{Error, LakecatSession, Result, SessionBuilder, delta};
 
 /// The application id of refresh commits; its version counts the runs.
@@ -64,6 +64,7 @@ pub struct RefreshJob {
     settings: Vec<(String, String)>,
     max_attempts: usize,
     storage: crate::StorageOptions,
+    progress: Arc<dyn Progress>,
 }
 
 /// What a refresh did; printed at the end and, with `--json`, for schedulers.
@@ -140,11 +141,18 @@ impl RefreshJob {
             settings: Vec::new(),
             max_attempts: 5,
             storage: crate::StorageOptions::default(),
+            progress: Arc::new(Quiet),
         }
     }
 
     /// Options for the object stores of the source, the target and the bundle (see
     /// [`crate::storage`]).
+    /// Where progress and warnings go (default: nowhere; the CLI renders them).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
     pub fn with_storage_options(mut self, options: crate::StorageOptions) -> Self {
         self.storage = options;
         self
@@ -257,7 +265,7 @@ impl RefreshJob {
                 Ok(()) => break,
                 Err(Stop::Conflict(message)) if (report.conflicts as usize) + 1 < self.max_attempts => {
                     report.conflicts += 1;
-                    eprintln!("refresh: {message}; starting over from the table's new version");
+                    self.progress.log(&format!("refresh: {message}; starting over from the table's new version"));
                     // Give the other writer time to finish before comparing again.
                     tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(report.conflicts))).await;
                 }
@@ -293,8 +301,8 @@ impl RefreshJob {
             &schema,
             &self.source,
             &[
-                ("id", &self.id_column, "--id-column"),
-                ("image", &image, "--image-column"),
+                ("id", &self.id_column, "`id_column`"),
+                ("image", &image, "`image_column`"),
                 ("title", "title", "`lakecat import --title`"),
                 ("description", "description", "`lakecat import --description`"),
             ],
@@ -404,16 +412,16 @@ impl RefreshJob {
         let source = format!("{} (version {})", self.source, report.source_version);
         if report.scanned == 0 {
             return Err(Error::Refresh(format!(
-                "refusing to delete: {source} has no products, so --delete-missing would delete all {held} \
-                 predictions in {}; check the source path and version, or pass --force-delete if it really is empty",
+                "refusing to delete: {source} has no products, so `delete_missing` would delete all {held} \
+                 predictions in {}; check the source path and version, or set `force_delete` if it really is empty",
                 self.target
             )));
         }
         if missing as f64 > self.max_delete_fraction * held as f64 {
             return Err(Error::Refresh(format!(
-                "refusing to delete: --delete-missing would delete {missing} of the {held} predictions in {} \
-                 ({:.0}%, over --max-delete-fraction {}), as {source} has {} products; check the source, \
-                 or pass --force-delete (or a higher --max-delete-fraction) if so many products are really gone",
+                "refusing to delete: `delete_missing` would delete {missing} of the {held} predictions in {} \
+                 ({:.0}%, over `max_delete_fraction` {}), as {source} has {} products; check the source, \
+                 or set `force_delete` (or a higher `max_delete_fraction`) if so many products are really gone",
                 self.target,
                 100.0 * missing as f64 / held.max(1) as f64,
                 self.max_delete_fraction,
@@ -427,10 +435,10 @@ impl RefreshJob {
     async fn check_source(&self, ctx: &SessionContext, report: &mut RefreshReport) -> Result<()> {
         report.without_id = count(ctx, "SELECT count(*) FROM source WHERE product_id IS NULL").await?;
         if report.without_id > 0 {
-            eprintln!(
+            self.progress.log(&format!(
                 "refresh: warning: {} products of {} have a NULL {} and are not scored; give them ids",
                 report.without_id, self.source, self.id_column
-            );
+            ));
         }
         check_unique_ids(ctx, &self.source).await
     }
@@ -481,8 +489,9 @@ impl RefreshJob {
         final_commit: bool,
         report: &mut RefreshReport,
     ) -> Result<DeltaTable, Stop> {
-        let mut progress = Progress::new("refresh: scoring", Some(changed as u64));
-        progress.set_detail(format!("{} unchanged", report.skipped));
+        let progress = &self.progress;
+        progress.start("refresh: scoring", Some(changed as u64));
+        progress.detail(&format!("{} unchanged", report.skipped));
         let mut stream = ctx.sql(SCORE_SQL).await?.execute_stream().await?;
         let mut chunk = Chunk::default();
         while let Some(batch) = stream.next().await {
@@ -503,7 +512,7 @@ impl RefreshJob {
             }
             report.scored += batch.num_rows() as u64;
             progress.advance(batch.num_rows() as u64);
-            progress.set_detail(format!("{} unchanged, {} failed", report.skipped, report.failed));
+            progress.detail(&format!("{} unchanged, {} failed", report.skipped, report.failed));
         }
         if chunk.rows > 0 {
             target = self.commit_chunk(ctx, target, chunk, final_commit, report).await?;
@@ -766,7 +775,7 @@ async fn check_unique_ids(ctx: &SessionContext, source: &str) -> Result<()> {
         return Ok(());
     }
     Err(Error::Input(format!(
-        "{source}: product ids must be unique for a refresh keyed on them, but some repeat: {}; deduplicate the table or pick another --id-column",
+        "{source}: product ids must be unique for a refresh keyed on them, but some repeat: {}; deduplicate the table or pick another `id_column`",
         examples.join(", ")
     )))
 }

@@ -69,7 +69,7 @@ impl TaxonomyStore {
     pub async fn save(&self, taxonomy: &Taxonomy) -> Result<u64> {
         if self.versions().await?.iter().any(|version| version == taxonomy.version()) {
             return Err(Error::Input(format!(
-                "{}: taxonomy version {:?} is already stored, and stored versions never change; pick another --name",
+                "{}: taxonomy version {:?} is already stored, and stored versions never change; pick another `name`",
                 self.location,
                 taxonomy.version()
             )));
@@ -161,7 +161,7 @@ pub async fn label_counts(labels: &str, column: &str, storage: &StorageOptions) 
     let ctx =
         SessionBuilder::new().with_storage_options(storage.clone()).with_table("labels", labels).build().await?.ctx;
     let schema = ctx.table("labels").await?.schema().as_arrow().clone();
-    crate::jobs::require_columns(&schema, labels, &[("label", column, "--label-column")])?;
+    crate::jobs::require_columns(&schema, labels, &[("label", column, "`label_column`")])?;
     let sql = format!(
         "SELECT CAST({} AS VARCHAR) AS label, count(*) AS n FROM labels GROUP BY 1",
         crate::jobs::quote(column)

@@ -9,7 +9,7 @@ use arrow::array::{Array, AsArray};
 use super::eval::{SnapshotAt, SnapshotColumns, TrainingSnapshot, label_at};
 use super::features::{FeatureCache, OrtFeatures};
 use lakecat_training::{
-    Example, FrozenBackbone, FusionTrainer, HyperparameterSearch, SearchReport, TrainingReport, TrainingSettings, plots,
+    Backbone, Example, FrozenBackbone, FusionTrainer, HyperparameterSearch, SearchReport, TrainingReport, plots,
 };
 
 use crate::storage::StorageOptions;
@@ -151,7 +151,8 @@ impl TrainJob {
         Ok((report, search_report))
     }
 
-    /// The snapshot and the configured trainer; for a frozen pretrained backbone, its feature
+    /// The snapshot and the configured trainer (MobileNetV2 with the weights `scripts/setup.sh`
+    /// installed unless others are given); for a frozen pretrained backbone, its feature
     /// extractor with the cached features of the base settings and of each of
     /// `trainable_variants` (the trainable-layer counts a search tries).
     async fn prepare(
@@ -168,22 +169,26 @@ impl TrainJob {
                 snapshot.version()
             )));
         }
-        let mut trainer = self.trainer.clone().with_training_source(snapshot.source());
+        let mut config = self.trainer.config().clone();
+        if config.model.backbone == Backbone::MobileNetV2 && config.model.weights.is_none() {
+            config.model.weights = installed_mobilenet_weights();
+        }
+        let mut trainer = self.trainer.clone().with_config(config).with_training_source(snapshot.source());
         if let Some((store, version)) = &self.taxonomy {
             let store = super::TaxonomyStore::new(store).with_storage_options(self.storage.clone());
             trainer = trainer.with_taxonomy(store.load(version).await?);
         }
-        let settings = trainer.settings();
-        if !(settings.use_images && settings.backbone.is_pretrained()) {
+        let model = &trainer.config().model;
+        if !model.uses_frozen_backbone() {
             return Ok((snapshot, trainer, None));
         }
         let mut extractor = OrtFeatures::default();
         if let Some(cache) = &self.feature_cache {
-            let mut variants = vec![settings.trainable_layers];
-            variants.extend(trainable_variants.iter().filter(|&&layers| layers != settings.trainable_layers));
+            let mut variants = vec![model.trainable_layers];
+            variants.extend(trainable_variants.iter().filter(|&&layers| layers != model.trainable_layers));
             for trainable_layers in variants {
-                let variant = TrainingSettings { trainable_layers, ..settings.clone() };
-                let fingerprint = FrozenBackbone::fingerprint_of(&variant)?;
+                let fingerprint =
+                    FrozenBackbone::fingerprint_of(&model.clone().with_trainable_layers(trainable_layers))?;
                 extractor = extractor.with_known(&fingerprint, cache.load(&fingerprint).await?);
             }
         }

@@ -257,6 +257,38 @@ fn labels_consensus_runs_from_the_command_line() {
     );
 }
 
+/// The training library says which setting to change (`min_count`); the CLI says which flag.
+#[test]
+fn errors_name_the_flag_of_the_setting_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = lakecat(&[
+        "train",
+        "--table",
+        &fixture().products,
+        "--output",
+        &dir.path().join("model").display().to_string(),
+        "--no-images",
+        "--min-count",
+        "100000",
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("a classifier needs at least 2 (lower --min-count?)"), "{message}");
+    let output = lakecat(&[
+        "refresh",
+        "--model",
+        &fixture().baseline.display().to_string(),
+        "--source",
+        &fixture().products,
+        "--target",
+        &dir.path().join("predictions").display().to_string(),
+        "--id-column",
+        "sku",
+    ]);
+    let message = stderr(&output);
+    assert!(!output.status.success() && message.contains("; name it with --id-column"), "{message}");
+}
+
 #[test]
 fn train_options_reach_the_bundle() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,17 +325,22 @@ fn train_options_reach_the_bundle() {
     let settings = &manifest["hyperparameters"];
     assert_eq!(manifest["name"], "cli");
     assert_eq!(manifest["inputs"]["image"], serde_json::Value::Null, "--no-images: a text-only bundle");
-    for (key, expected) in [
-        ("use_images", serde_json::json!(false)),
-        ("epochs", serde_json::json!(2)),
-        ("hierarchy_epochs", serde_json::json!(1)),
-        ("dropout", serde_json::json!(0.2)),
-        ("seed", serde_json::json!(7)),
-        ("text_ngrams", serde_json::json!(1)),
-        ("text_char_ngrams", serde_json::Value::Null),
-        ("min_count", serde_json::json!(3)),
+    for (pointer, expected) in [
+        ("/model/use_images", serde_json::json!(false)),
+        ("/epochs", serde_json::json!(2)),
+        ("/hierarchy_epochs", serde_json::json!(1)),
+        ("/model/dropout", serde_json::json!(0.2)),
+        ("/seed", serde_json::json!(7)),
+        ("/text/ngrams", serde_json::json!(1)),
+        ("/text/char_ngrams", serde_json::Value::Null),
+        ("/data/min_count", serde_json::json!(3)),
+        ("/data/split/validation_fraction", serde_json::json!(0.25)),
+        // Not given: the configuration's default, which `--help` shows too.
+        ("/model/text_dense", serde_json::json!(256)),
+        ("/optimizer/schedule", serde_json::json!("cosine")),
     ] {
-        assert_eq!(settings[key], expected, "{key} in {settings}");
+        assert_eq!(settings.pointer(pointer), Some(&expected), "{pointer} in {settings}");
     }
-    assert_eq!(settings["split"]["validation_fraction"], 0.25);
+    let help = stdout(&lakecat(&["train", "--help"]));
+    assert!(help.contains("--text-dense <TEXT_DENSE>") && help.contains("[default: 256]"), "{help}");
 }

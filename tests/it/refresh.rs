@@ -110,6 +110,29 @@ async fn scalar_of(ctx: &datafusion::prelude::SessionContext, sql: &str) -> u64 
     arrow::array::AsArray::as_primitive::<arrow::datatypes::UInt64Type>(&value).value(0)
 }
 
+/// Every progress event a job reports, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder(pub(crate) std::sync::Mutex<Vec<String>>);
+
+impl lakecat_core::Progress for Recorder {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        let total = total.map(|total| format!(" of {total}")).unwrap_or_default();
+        self.0.lock().unwrap().push(format!("start {phase}{total}"));
+    }
+
+    fn advance(&self, units: u64) {
+        self.0.lock().unwrap().push(format!("advance {units}"));
+    }
+
+    fn log(&self, line: &str) {
+        self.0.lock().unwrap().push(format!("log {line}"));
+    }
+
+    fn finish(&self) {
+        self.0.lock().unwrap().push("finish".into());
+    }
+}
+
 fn job(source: &Path, target: &Path, model: &Path) -> RefreshJob {
     RefreshJob::new(source.display().to_string(), target.display().to_string(), model).with_batch_size(16)
 }
@@ -153,8 +176,14 @@ async fn rescoring_follows_changes_and_models_only() {
     .await;
     let before = lakecat::delta::open_table(&target.display().to_string(), None, &Default::default()).await.unwrap();
     let before = before.version().unwrap();
-    let changed = job(&source, &target, &fixture.baseline).execute().await.unwrap();
+    let events = std::sync::Arc::new(Recorder::default());
+    let changed = job(&source, &target, &fixture.baseline).with_progress(events.clone()).execute().await.unwrap();
     assert_eq!((changed.scored, changed.skipped, changed.run), (100, 139, 2), "{changed:?}");
+    // What a program embedding the job sees: the scoring phase with its total, every row of it.
+    let events = events.0.lock().unwrap().clone();
+    assert_eq!(events.first().map(String::as_str), Some("start refresh: scoring of 100"), "{events:?}");
+    let advanced: u64 = events.iter().filter_map(|event| event.strip_prefix("advance ")?.parse::<u64>().ok()).sum();
+    assert_eq!((advanced, events.last().map(String::as_str)), (100, Some("finish")), "{events:?}");
     assert_eq!(differences(&source, &target, &fixture.baseline).await, "");
     // Exactly the changed products were rescored: every other row kept its scoring time.
     let session = SessionBuilder::new()
@@ -401,18 +430,18 @@ async fn mass_deletes_are_refused_unless_forced() {
     let message = refused.to_string();
     assert!(
         message.contains("refusing to delete: ")
-            && message.contains("(version 1) has no products, so --delete-missing would delete all 239 predictions"),
+            && message.contains("(version 1) has no products, so `delete_missing` would delete all 239 predictions"),
         "{message}"
     );
     assert_eq!(predictions(&target).await, before, "a refused run changes nothing");
 
-    // More than half gone is refused with the counts; --force-delete does it.
+    // More than half gone is refused with the counts; `force_delete` does it.
     write_products(&source, "SELECT * FROM products ORDER BY product_id LIMIT 100", SaveMode::Overwrite).await;
     let message =
         job(&source, &target, &fixture.baseline).with_delete_missing(true).execute().await.unwrap_err().to_string();
     assert!(
         message.contains("would delete 139 of the 239 predictions")
-            && message.contains("(58%, over --max-delete-fraction 0.5)"),
+            && message.contains("(58%, over `max_delete_fraction` 0.5)"),
         "{message}"
     );
     assert_eq!(predictions(&target).await, before);

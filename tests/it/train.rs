@@ -9,9 +9,8 @@ use datafusion::assert_batches_eq;
 use lakecat::SessionBuilder;
 use lakecat::jobs::OrtFeatures;
 use lakecat::jobs::{EvalJob, SnapshotAt, TrainJob};
-use lakecat_training::model::Backbone;
 use lakecat_training::{
-    BurnFeatures, FeatureExtractor, FrozenBackbone, FusionTrainer, TrainingReport, TrainingSettings,
+    Backbone, BurnFeatures, FeatureExtractor, FrozenBackbone, FusionTrainer, TrainingConfig, TrainingReport,
 };
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -23,20 +22,30 @@ fn mobilenet_weights() -> std::path::PathBuf {
 }
 
 /// Small and quick, but the real pipeline: images + text, both objectives, calibration, export.
-fn settings() -> TrainingSettings {
-    TrainingSettings {
-        image_size: 32,
-        backbone_channels: vec![8, 16],
-        image_dense: 64,
-        text_dense: 64,
-        epochs: 6,
-        hierarchy_epochs: 2,
-        batch_size: 32,
-        learning_rate: 3e-3,
-        min_count: 5,
-        max_count: Some(12),
-        ..TrainingSettings::default()
-    }
+fn settings() -> TrainingConfig {
+    let mut config = TrainingConfig::new().with_epochs(6).with_hierarchy_epochs(2).with_batch_size(32);
+    config.model = config
+        .model
+        .with_backbone(Backbone::Tiny)
+        .with_image_size(Some(32))
+        .with_backbone_channels(vec![8, 16])
+        .with_image_dense(64)
+        .with_text_dense(64);
+    config.optimizer.learning_rate = 3e-3;
+    config.data.min_count = 5;
+    config.data.max_count = Some(12);
+    config
+}
+
+/// [`settings`] with the MobileNetV2 backbone at 64 px, its weights installed by setup.sh.
+fn mobilenet_settings(epochs: usize, hierarchy_epochs: usize) -> TrainingConfig {
+    let mut config = settings().with_epochs(epochs).with_hierarchy_epochs(hierarchy_epochs);
+    config.model = config
+        .model
+        .with_backbone(Backbone::MobileNetV2)
+        .with_weights(Some(mobilenet_weights()))
+        .with_image_size(Some(64));
+    config
 }
 
 /// One model for the tests of this module, trained once.
@@ -53,7 +62,7 @@ fn trained() -> &'static (TrainingReport, u64) {
                     .unwrap();
                 let report = TrainJob::new(&fixture.products, fixture.root.join("models/burn"))
                     .with_snapshot(SnapshotAt::Version(version as u64))
-                    .with_trainer(FusionTrainer::new("burn-test").with_settings(settings()))
+                    .with_trainer(FusionTrainer::new("burn-test").with_config(settings()))
                     .execute()
                     .await
                     .expect("training succeeds");
@@ -72,8 +81,12 @@ fn trains_a_bundle_from_a_delta_snapshot() {
     let training = manifest.training.as_ref().expect("the manifest records the training data");
     assert_eq!(training.delta_version, Some(*version));
     assert_eq!(training.rows, 239);
-    assert_eq!(manifest.hyperparameters["split"]["validation_fraction"], 0.2);
-    assert_eq!(manifest.hyperparameters["max_count"], 12);
+    // The manifest records the whole configuration, and it reads back as the one trained with.
+    let recorded = serde_json::Value::Object(manifest.hyperparameters.clone());
+    assert_eq!(recorded["data"]["split"]["validation_fraction"], 0.2);
+    assert_eq!(recorded["data"]["max_count"], 12);
+    let read_back: TrainingConfig = serde_json::from_value(recorded).unwrap();
+    assert_eq!(serde_json::to_value(read_back).unwrap(), serde_json::to_value(settings()).unwrap());
     // 17 leaves of 14 rows survive; the one "Footwear > Shoes > Sandals" row (a leaf name that
     // also exists under Sandal) is under the minimum count and reported, not silently lost.
     assert_eq!(report.bundle.classes().len(), 17);
@@ -228,23 +241,16 @@ async fn an_empty_snapshot_is_a_clear_error() {
 #[tokio::test]
 async fn a_frozen_pretrained_mobilenet_trains_from_cached_features_and_exports() {
     let fixture = fixture();
-    let settings = TrainingSettings {
-        backbone: Backbone::MobileNetV2,
-        weights: Some(mobilenet_weights()),
-        image_size: 64,
-        epochs: 3,
-        hierarchy_epochs: 1,
-        ..settings()
-    };
+    let settings = mobilenet_settings(3, 1);
     let cache = fixture.root.join("feature-cache").display().to_string();
     let train = |name: &str| {
         TrainJob::new(&fixture.products, fixture.root.join("models").join(name))
-            .with_trainer(FusionTrainer::new("mobilenet-test").with_settings(settings.clone()))
+            .with_trainer(FusionTrainer::new("mobilenet-test").with_config(settings.clone()))
             .with_feature_cache(&cache)
             .execute()
     };
     let first = train("mobilenet").await.unwrap();
-    assert_eq!(first.bundle.manifest().hyperparameters["backbone"], "mobilenet-v2");
+    assert_eq!(first.bundle.manifest().hyperparameters["model"]["backbone"], "mobilenet-v2");
     assert_eq!(first.features_reused, 0);
     // ImageNet features separate these 17 classes well even after a few epochs of the head.
     assert!(first.validation.top1 > 0.5, "validation top-1 {}", first.validation.top1);
@@ -289,31 +295,27 @@ async fn a_frozen_pretrained_mobilenet_trains_from_cached_features_and_exports()
 #[tokio::test]
 async fn the_last_backbone_layers_can_train() {
     let fixture = fixture();
-    let settings = TrainingSettings {
-        backbone: Backbone::MobileNetV2,
-        weights: Some(mobilenet_weights()),
-        image_size: 64,
-        trainable_layers: 1,
-        epochs: 2,
-        hierarchy_epochs: 0,
-        ..settings()
-    };
+    let mut settings = mobilenet_settings(2, 0);
+    settings.model.trainable_layers = 1;
     let report = TrainJob::new(&fixture.products, fixture.root.join("models/mobilenet-fine-tuned"))
-        .with_trainer(FusionTrainer::new("fine-tuned").with_settings(settings.clone()))
+        .with_trainer(FusionTrainer::new("fine-tuned").with_config(settings.clone()))
         .execute()
         .await
         .unwrap();
-    assert_eq!(report.bundle.manifest().hyperparameters["trainable_layers"], 1);
+    assert_eq!(report.bundle.manifest().hyperparameters["model"]["trainable_layers"], 1);
     let device = Device::default();
     let images = Tensor::<4>::random([2, 3, 64, 64], Distribution::Default, &device);
-    let frozen = FrozenBackbone::load(&settings).unwrap();
+    let frozen = FrozenBackbone::load(&settings.model).unwrap();
     let pixels = images.clone().into_data().try_to_vec::<f32>().unwrap();
     let trained = report.model.image_features(images).unwrap().into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(trained.len(), 2 * 320 * 2 * 2, "the output of features.17 at 64 px: 320 × 2 × 2");
     assert_eq!(trained, frozen.run(&pixels, 2));
     assert_burn_matches_onnx_runtime(&report);
     let error = TrainJob::new(&fixture.products, fixture.root.join("models/too-many"))
-        .with_trainer(FusionTrainer::new("x").with_settings(TrainingSettings { trainable_layers: 20, ..settings }))
+        .with_trainer(FusionTrainer::new("x").with_config({
+            settings.model.trainable_layers = 20;
+            settings
+        }))
         .execute()
         .await
         .unwrap_err()
@@ -325,13 +327,11 @@ async fn the_last_backbone_layers_can_train() {
 /// features burn computes, on real images, a missing one and an undecodable one.
 #[test]
 fn onnx_runtime_features_match_burn() {
-    let settings = TrainingSettings {
-        backbone: Backbone::MobileNetV2,
-        weights: Some(mobilenet_weights()),
-        image_size: 96,
-        ..TrainingSettings::default()
-    };
-    let backbone = FrozenBackbone::load(&settings).unwrap();
+    let model = lakecat_training::FusionModelConfig::new()
+        .with_backbone(Backbone::MobileNetV2)
+        .with_weights(Some(mobilenet_weights()))
+        .with_image_size(Some(96));
+    let backbone = FrozenBackbone::load(&model).unwrap();
     let files: Vec<Vec<u8>> =
         ["10102.jpg", "10223.jpg", "10240.jpg"].iter().map(|name| std::fs::read(sample_image(name)).unwrap()).collect();
     let mut images: Vec<Option<&[u8]>> = files.iter().map(|bytes| Some(bytes.as_slice())).collect();
@@ -354,14 +354,14 @@ fn onnx_runtime_features_match_burn() {
 #[test]
 fn weights_of_another_architecture_are_refused() {
     let device = Device::default();
-    let mut resnet = lakecat_training::resnet::ResNet50::new(&device);
+    let mut resnet = lakecat_training::backbones::resnet::ResNet50::new(&device);
     let error = resnet.load_torchvision(&mobilenet_weights()).unwrap_err().to_string();
     assert!(error.contains("does not hold ResNet-50 weights (torchvision layout)"), "{error}");
     assert!(error.contains("layers have no weights in the file"), "{error}");
-    let missing = lakecat_training::mobilenet::MobileNetV2::new(&device)
+    let missing = lakecat_training::backbones::mobilenet::MobileNetV2::new(&device)
         .load_torchvision(std::path::Path::new("/nonexistent/mobilenet.pth"))
         .unwrap_err();
-    assert!(missing.to_string().contains("does not exist; pass --weights"), "{missing}");
+    assert!(missing.to_string().contains("does not exist; set `weights`"), "{missing}");
 }
 
 /// `confidence` is the calibrated probability, softmax(logits / T) of ONNX Runtime's logits for

@@ -6,28 +6,30 @@
 //! bilinearly, then brightness and per-channel shifts on the [0, 1] scale, then the spec's
 //! normalisation again. Pixels mapped from outside the image take the background colour.
 
+use burn::config::Config;
 use lakecat_core::ImageSpec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 /// Strength of each augmentation; each is drawn uniformly from `[-x, x]` (zoom and brightness
 /// as factors `1 ± x`). All zero = no augmentation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Config, Debug, Copy, PartialEq)]
 pub struct Augmentation {
+    /// Rotation in degrees (±).
+    #[config(default = 15.0)]
     pub rotation_degrees: f32,
+    /// Brightness factor range (1 ± x).
+    #[config(default = 0.2)]
     pub brightness: f32,
-    /// Shear angle in degrees.
+    /// Shear angle in degrees (±).
+    #[config(default = 10.0)]
     pub shear_degrees: f32,
+    /// Zoom factor range (1 ± x).
+    #[config(default = 0.15)]
     pub zoom: f32,
-    /// Shift of each channel, on the [0, 1] pixel scale.
+    /// Shift of each channel, on the [0, 1] pixel scale (±).
+    #[config(default = 0.05)]
     pub channel_shift: f32,
-}
-
-impl Default for Augmentation {
-    fn default() -> Self {
-        Self { rotation_degrees: 15.0, brightness: 0.2, shear_degrees: 10.0, zoom: 0.15, channel_shift: 0.05 }
-    }
 }
 
 impl Augmentation {
@@ -109,7 +111,7 @@ mod tests {
         let spec = ImageSpec::imagenet(16);
         let image = gradient(&spec);
         let (mut a, mut b, mut c) = (vec![0.0; image.len()], vec![0.0; image.len()], vec![0.0; image.len()]);
-        let augmentation = Augmentation::default();
+        let augmentation = Augmentation::new();
         augmentation.apply(&image, &spec, 3, &mut a);
         augmentation.apply(&image, &spec, 3, &mut b);
         augmentation.apply(&image, &spec, 4, &mut c);

@@ -115,101 +115,183 @@ impl BaselineTrainer {
         self
     }
 
+    /// Fits the baseline in stages: [`leaf_rows`] → text vocabulary → [`PooledImages`] →
+    /// [`Head`] (priors, naive Bayes text weights, LDA image directions, the image weight) →
+    /// bundle.
     pub fn fit(&self, examples: &[Example<'_>], bundle_dir: impl AsRef<Path>) -> Result<BaselineReport> {
         if !self.use_images && !self.use_text {
             return Err(Error::NoExamples("the model must read images, text or both".into()));
         }
-        let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
-        let labelled: Vec<&Example<'_>> = examples
-            .iter()
-            .filter(|example| {
-                let keep = !example.label.is_empty();
-                if !keep {
-                    *skipped.entry("no label".into()).or_default() += 1;
-                }
-                keep
-            })
-            .collect();
-        let taxonomy = Taxonomy::from_paths("labels", labelled.iter().map(|example| example.label.clone()))?;
-        let classes = taxonomy.leaves();
-        let class_index: BTreeMap<u32, usize> =
-            classes.iter().enumerate().map(|(index, &class)| (class, index)).collect();
-        let mut used: Vec<(&Example<'_>, usize)> = Vec::new();
-        for example in labelled {
-            let node = taxonomy
-                .find_path(example.label.as_slice())
-                .expect("every label is a path of the taxonomy built from the labels");
-            match class_index.get(&node) {
-                Some(&class) => used.push((example, class)),
-                None => {
-                    *skipped.entry("label is an inner category (another label extends it)".into()).or_default() += 1
-                }
-            }
-        }
-        if used.is_empty() {
-            return Err(Error::NoExamples(format!("none of the {} rows has a usable label", examples.len())));
-        }
-        let class_count = classes.len();
-
-        let vectorizer = if self.use_text {
-            let texts: Vec<String> = used
-                .iter()
-                .map(|(example, _)| format!("{} {}", example.title.unwrap_or(""), example.description.unwrap_or("")))
-                .collect();
-            Some(TextVectorizer::fit(
-                self.text.clone(),
-                texts.iter().map(String::as_str),
-                self.min_document_count,
-                self.max_terms,
-            )?)
-        } else {
-            None
-        };
-        // Images are normalised with the training set's own channel statistics, so an all-zero
-        // input (no image) is the average training image and carries no evidence.
-        let raw_spec = ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..ImageSpec::imagenet(self.image_size) };
+        let rows = leaf_rows(examples)?;
+        let vectorizer = self.use_text.then(|| self.fit_vectorizer(&rows.used)).transpose()?;
         let branch = ImageBranch {
             height: self.image_size as usize,
             width: self.image_size as usize,
             convs: Vec::new(),
             pool_grid: self.pool_grid,
         };
+        let images = self.use_images.then(|| PooledImages::new(&rows.used, &branch, self.image_size)).transpose()?;
+        let mut head = Head::new(&rows, images.as_ref().map_or(0, |_| branch.feature_dim()), vectorizer.as_ref());
+        if let Some(vectorizer) = &vectorizer {
+            head.fit_text(&rows.used, vectorizer, self.smoothing);
+        }
+        if let Some(images) = &images {
+            head.fit_images(&rows.used, &images.features);
+        }
+        let no_images = vec![None; rows.used.len()];
+        let features = images.as_ref().map_or(&no_images, |images| &images.features);
+        let parts = LogitParts::new(&head, &rows.used, features, vectorizer.as_ref());
+        let image_weight = head.scale_images(&parts);
+        // The scaled weights compute exactly `text + image_weight · image`.
+        let training_accuracy = parts.correct(image_weight) as f64 / rows.used.len() as f64;
 
-        let mut image_failures: BTreeMap<String, usize> = BTreeMap::new();
-        let raw_features: Vec<Option<RawImageFeatures>> = if self.use_images {
-            let preprocessor = ImagePreprocessor::new(raw_spec.clone())?;
-            let results: Vec<Result<Option<RawImageFeatures>, String>> = used
-                .par_iter()
-                .map(|(example, _)| {
-                    let Some(bytes) = example.image else { return Ok(None) };
-                    let mut tensor = vec![0.0; raw_spec.values_per_image()];
-                    preprocessor.preprocess_into(bytes, &mut tensor).map_err(|error| error.to_string())?;
-                    let plane = tensor.len() / 3;
-                    let squares = [0, 1, 2].map(|c| {
-                        tensor[c * plane..(c + 1) * plane].iter().map(|v| f64::from(v * v)).sum::<f64>() / plane as f64
-                    });
-                    Ok(Some((grid_means(&tensor, branch.height, branch.width, self.pool_grid), squares)))
-                })
-                .collect();
-            results
-                .into_iter()
-                .map(|result| {
-                    result.unwrap_or_else(|reason| {
-                        *image_failures.entry(reason).or_default() += 1;
-                        None
-                    })
-                })
-                .collect()
-        } else {
-            vec![None; used.len()]
+        let network = FusionNet {
+            image: images.is_some().then_some(branch),
+            text_dim: head.text_dim,
+            head: Dense {
+                inputs: head.image_dim + head.text_dim,
+                outputs: head.classes,
+                weights: head.weights.iter().map(|&w| w as f32).collect(),
+                bias: head.bias.iter().map(|&b| b as f32).collect(),
+            },
         };
-        let cells = self.pool_grid * self.pool_grid;
-        let decoded: Vec<&RawImageFeatures> = raw_features.iter().flatten().collect();
-        let mut mean = [0.0f32; 3];
-        let mut std = [1.0f32; 3];
+        let mut builder =
+            BundleBuilder::new(&self.name, rows.taxonomy, rows.classes, network.to_onnx()?, LOGITS_OUTPUT)
+                .with_hyperparameter(
+                    "trainer",
+                    "baseline: Bernoulli naive Bayes (text) + LDA directions on pooled colours (image)",
+                )
+                .with_hyperparameter("image_size", self.image_size)
+                .with_hyperparameter("pool_grid", self.pool_grid as u64)
+                .with_hyperparameter("smoothing", self.smoothing)
+                .with_hyperparameter("image_weight", image_weight)
+                .with_hyperparameter("min_document_count", self.min_document_count as u64)
+                .with_metric("training_accuracy", training_accuracy)
+                .with_metric("examples", rows.used.len() as u64);
+        if let Some(vectorizer) = vectorizer {
+            builder = builder.with_text_input(TEXT_INPUT, vectorizer.spec().clone());
+        }
+        let mut image_failures = BTreeMap::new();
+        if let Some(images) = images {
+            builder = builder.with_image_input(IMAGE_INPUT, images.spec);
+            image_failures = images.failures;
+        }
+        if let Some(training) = &self.training {
+            builder = builder.with_training(training.clone());
+        }
+        let bundle = builder.write(bundle_dir)?;
+        Ok(BaselineReport {
+            bundle,
+            examples_used: rows.used.len(),
+            skipped: rows.skipped,
+            image_failures,
+            training_accuracy,
+        })
+    }
+
+    /// The vocabulary of the titles and descriptions of `used`.
+    fn fit_vectorizer(&self, used: &[(&Example<'_>, usize)]) -> Result<TextVectorizer> {
+        let texts: Vec<String> = used
+            .iter()
+            .map(|(example, _)| format!("{} {}", example.title.unwrap_or(""), example.description.unwrap_or("")))
+            .collect();
+        Ok(TextVectorizer::fit(
+            self.text.clone(),
+            texts.iter().map(String::as_str),
+            self.min_document_count,
+            self.max_terms,
+        )?)
+    }
+}
+
+/// Labelled examples whose label is a leaf of the labels' own taxonomy.
+struct LeafRows<'e, 'a> {
+    taxonomy: Taxonomy,
+    classes: Vec<u32>,
+    /// Each example with its class index.
+    used: Vec<(&'e Example<'a>, usize)>,
+    /// Reason → examples left out.
+    skipped: BTreeMap<String, usize>,
+}
+
+/// The first stage: the taxonomy the labels form; a label that another label extends is an
+/// inner category, not a class.
+fn leaf_rows<'e, 'a>(examples: &'e [Example<'a>]) -> Result<LeafRows<'e, 'a>> {
+    let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
+    let labelled: Vec<&Example<'_>> = examples
+        .iter()
+        .filter(|example| {
+            let keep = !example.label.is_empty();
+            if !keep {
+                *skipped.entry("no label".into()).or_default() += 1;
+            }
+            keep
+        })
+        .collect();
+    let taxonomy = Taxonomy::from_paths("labels", labelled.iter().map(|example| example.label.clone()))?;
+    let classes = taxonomy.leaves();
+    let class_index: BTreeMap<u32, usize> = classes.iter().enumerate().map(|(index, &class)| (class, index)).collect();
+    let mut used = Vec::new();
+    for example in labelled {
+        let node = taxonomy
+            .find_path(example.label.as_slice())
+            .expect("every label is a path of the taxonomy built from the labels");
+        match class_index.get(&node) {
+            Some(&class) => used.push((example, class)),
+            None => *skipped.entry("label is an inner category (another label extends it)".into()).or_default() += 1,
+        }
+    }
+    if used.is_empty() {
+        return Err(Error::NoExamples(format!("none of the {} rows has a usable label", examples.len())));
+    }
+    Ok(LeafRows { taxonomy, classes, used, skipped })
+}
+
+/// Images averaged on the branch's grid, normalised with the training set's own channel
+/// statistics, so an all-zero input (no image) is the average training image and carries no
+/// evidence.
+struct PooledImages {
+    /// Per example; `None` without a usable image.
+    features: Vec<Option<Vec<f32>>>,
+    /// The preprocessing that gives those features when scoring (the mean and std found here).
+    spec: ImageSpec,
+    /// Reason → examples whose image could not be decoded.
+    failures: BTreeMap<String, usize>,
+}
+
+impl PooledImages {
+    fn new(used: &[(&Example<'_>, usize)], branch: &ImageBranch, image_size: u32) -> Result<Self> {
+        let raw_spec = ImageSpec { mean: [0.0; 3], std: [1.0; 3], ..ImageSpec::imagenet(image_size) };
+        let preprocessor = ImagePreprocessor::new(raw_spec.clone())?;
+        let results: Vec<Result<Option<RawImageFeatures>, String>> = used
+            .par_iter()
+            .map(|(example, _)| {
+                let Some(bytes) = example.image else { return Ok(None) };
+                let mut tensor = vec![0.0; raw_spec.values_per_image()];
+                preprocessor.preprocess_into(bytes, &mut tensor).map_err(|error| error.to_string())?;
+                let plane = tensor.len() / 3;
+                let squares = [0, 1, 2].map(|c| {
+                    tensor[c * plane..(c + 1) * plane].iter().map(|v| f64::from(v * v)).sum::<f64>() / plane as f64
+                });
+                Ok(Some((grid_means(&tensor, branch.height, branch.width, branch.pool_grid), squares)))
+            })
+            .collect();
+        let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+        let raw: Vec<Option<RawImageFeatures>> = results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|reason| {
+                    *failures.entry(reason).or_default() += 1;
+                    None
+                })
+            })
+            .collect();
+        let cells = branch.pool_grid * branch.pool_grid;
+        let decoded: Vec<&RawImageFeatures> = raw.iter().flatten().collect();
+        let (mut mean, mut std) = ([0.0f32; 3], [1.0f32; 3]);
         if !decoded.is_empty() {
+            let n = decoded.len() as f64;
             for c in 0..3 {
-                let n = decoded.len() as f64;
                 let channel_mean = decoded
                     .iter()
                     .map(|(grid, _)| {
@@ -222,8 +304,7 @@ impl BaselineTrainer {
                 std[c] = (mean_square - channel_mean * channel_mean).max(1e-4).sqrt() as f32;
             }
         }
-        let image_spec = ImageSpec { mean, std, ..raw_spec };
-        let image_features: Vec<Option<Vec<f32>>> = raw_features
+        let features = raw
             .into_iter()
             .map(|features| {
                 features.map(|(grid, _)| {
@@ -231,143 +312,120 @@ impl BaselineTrainer {
                 })
             })
             .collect();
+        Ok(Self { features, spec: ImageSpec { mean, std, ..raw_spec }, failures })
+    }
+}
 
-        let image_dim = if self.use_images { branch.feature_dim() } else { 0 };
-        let text_dim = vectorizer.as_ref().map_or(0, TextVectorizer::dim);
-        let inputs = image_dim + text_dim;
-        let mut weights = vec![0.0f64; inputs * class_count];
-        let mut bias = vec![0.0f64; class_count];
+/// The one dense layer: `[inputs, classes]` weights with the image rows first, and a bias that
+/// holds the log prior and the naive Bayes absent-term terms.
+struct Head {
+    classes: usize,
+    image_dim: usize,
+    text_dim: usize,
+    weights: Vec<f64>,
+    bias: Vec<f64>,
+    class_sizes: Vec<usize>,
+}
 
-        let mut class_sizes = vec![0usize; class_count];
-        for (_, class) in &used {
+impl Head {
+    /// Zero weights and the log prior of each class as its bias.
+    fn new(rows: &LeafRows<'_, '_>, image_dim: usize, vectorizer: Option<&TextVectorizer>) -> Self {
+        let classes = rows.classes.len();
+        let text_dim = vectorizer.map_or(0, TextVectorizer::dim);
+        let mut class_sizes = vec![0usize; classes];
+        for (_, class) in &rows.used {
             class_sizes[*class] += 1;
         }
-        for (class, &size) in class_sizes.iter().enumerate() {
-            bias[class] = (size as f64 / used.len() as f64).ln();
-        }
-        if let Some(vectorizer) = &vectorizer {
-            let mut term_counts = vec![0usize; text_dim * class_count];
-            let mut vector = vec![0.0; text_dim];
-            for (example, class) in &used {
-                vector.fill(0.0);
-                // Training text longer than the scoring limit is a data problem scoring would
-                // also report; here it simply contributes nothing.
-                if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {
-                    for (term, value) in vector.iter().enumerate() {
-                        if *value > 0.0 {
-                            term_counts[term * class_count + class] += 1;
-                        }
-                    }
-                }
-            }
-            let alpha = self.smoothing;
-            for term in 0..text_dim {
-                for class in 0..class_count {
-                    let n = class_sizes[class] as f64;
-                    let p = (term_counts[term * class_count + class] as f64 + alpha) / (n + 2.0 * alpha);
-                    weights[(image_dim + term) * class_count + class] = p.ln() - (1.0 - p).ln();
-                    bias[class] += (1.0 - p).ln();
-                }
-            }
-        }
-        if image_dim > 0 {
-            let mut sums = vec![0.0f64; image_dim * class_count];
-            let mut counts = vec![0usize; class_count];
-            for ((_, class), features) in used.iter().zip(&image_features) {
-                if let Some(features) = features {
-                    counts[*class] += 1;
-                    for (j, value) in features.iter().enumerate() {
-                        sums[j * class_count + class] += f64::from(*value);
-                    }
-                }
-            }
-            let means: Vec<f64> = sums
-                .iter()
-                .enumerate()
-                .map(
-                    |(index, sum)| {
-                        if counts[index % class_count] > 0 { sum / counts[index % class_count] as f64 } else { 0.0 }
-                    },
-                )
-                .collect();
-            let mut variance = vec![0.0f64; image_dim];
-            let mut total = 0usize;
-            for ((_, class), features) in used.iter().zip(&image_features) {
-                if let Some(features) = features {
-                    total += 1;
-                    for (j, value) in features.iter().enumerate() {
-                        let deviation = f64::from(*value) - means[j * class_count + class];
-                        variance[j] += deviation * deviation;
-                    }
-                }
-            }
-            for (j, variance) in variance.iter_mut().enumerate() {
-                // Pooled within-class variance, floored so a constant feature cannot blow up.
-                *variance = (*variance / total.max(1) as f64).max(1e-2);
-                for class in 0..class_count {
-                    if counts[class] == 0 {
-                        continue;
-                    }
-                    let mean = means[j * class_count + class];
-                    weights[j * class_count + class] = mean / *variance;
-                }
-            }
-        }
+        let bias = class_sizes.iter().map(|&size| (size as f64 / rows.used.len() as f64).ln()).collect();
+        Self { classes, image_dim, text_dim, weights: vec![0.0; (image_dim + text_dim) * classes], bias, class_sizes }
+    }
 
-        // Naive Bayes treats the pooled colours as independent evidence, which they are not:
-        // the image's share of the logits is scaled by the weight that classifies the
-        // training rows best (one parameter; ties go to the smaller weight).
-        let parts =
-            LogitParts::new(&weights, &bias, class_count, image_dim, &used, &image_features, vectorizer.as_ref());
-        let image_weight = if image_dim > 0 {
-            IMAGE_WEIGHTS
-                .iter()
-                .copied()
-                .map(|weight| (weight, parts.correct(weight)))
-                .fold((0.0, 0), |best, candidate| if candidate.1 > best.1 { candidate } else { best })
-                .0
-        } else {
-            0.0
-        };
-        for value in &mut weights[..image_dim * class_count] {
+    /// Bernoulli naive Bayes with Laplace smoothing `alpha`: the log-odds of each term per class.
+    fn fit_text(&mut self, used: &[(&Example<'_>, usize)], vectorizer: &TextVectorizer, alpha: f64) {
+        let (classes, image_dim, text_dim) = (self.classes, self.image_dim, self.text_dim);
+        let mut term_counts = vec![0usize; text_dim * classes];
+        let mut vector = vec![0.0; text_dim];
+        for (example, class) in used {
+            vector.fill(0.0);
+            // Training text longer than the scoring limit is a data problem scoring would also
+            // report; here it simply contributes nothing.
+            if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {
+                for (term, value) in vector.iter().enumerate() {
+                    if *value > 0.0 {
+                        term_counts[term * classes + class] += 1;
+                    }
+                }
+            }
+        }
+        for term in 0..text_dim {
+            for class in 0..classes {
+                let n = self.class_sizes[class] as f64;
+                let p = (term_counts[term * classes + class] as f64 + alpha) / (n + 2.0 * alpha);
+                self.weights[(image_dim + term) * classes + class] = p.ln() - (1.0 - p).ln();
+                self.bias[class] += (1.0 - p).ln();
+            }
+        }
+    }
+
+    /// LDA with a shared diagonal covariance: `w[j,k] = μ[k,j] / σ²[j]` over the examples with
+    /// an image.
+    fn fit_images(&mut self, used: &[(&Example<'_>, usize)], images: &[Option<Vec<f32>>]) {
+        let (classes, image_dim) = (self.classes, self.image_dim);
+        let mut sums = vec![0.0f64; image_dim * classes];
+        let mut counts = vec![0usize; classes];
+        for ((_, class), features) in used.iter().zip(images) {
+            if let Some(features) = features {
+                counts[*class] += 1;
+                for (j, value) in features.iter().enumerate() {
+                    sums[j * classes + class] += f64::from(*value);
+                }
+            }
+        }
+        let means: Vec<f64> = sums
+            .iter()
+            .enumerate()
+            .map(|(index, sum)| {
+                let count = counts[index % classes];
+                if count > 0 { sum / count as f64 } else { 0.0 }
+            })
+            .collect();
+        let mut variance = vec![0.0f64; image_dim];
+        let mut total = 0usize;
+        for ((_, class), features) in used.iter().zip(images) {
+            if let Some(features) = features {
+                total += 1;
+                for (j, value) in features.iter().enumerate() {
+                    let deviation = f64::from(*value) - means[j * classes + class];
+                    variance[j] += deviation * deviation;
+                }
+            }
+        }
+        for (j, variance) in variance.iter_mut().enumerate() {
+            // Pooled within-class variance, floored so a constant feature cannot blow up.
+            *variance = (*variance / total.max(1) as f64).max(1e-2);
+            for class in (0..classes).filter(|&class| counts[class] > 0) {
+                self.weights[j * classes + class] = means[j * classes + class] / *variance;
+            }
+        }
+    }
+
+    /// Naive Bayes treats the pooled colours as independent evidence, which they are not: the
+    /// image's share of the logits is scaled by the weight that classifies the training rows
+    /// best (one parameter; ties go to the smaller weight). Returns that weight.
+    fn scale_images(&mut self, parts: &LogitParts) -> f64 {
+        if self.image_dim == 0 {
+            return 0.0;
+        }
+        let image_weight = IMAGE_WEIGHTS
+            .iter()
+            .copied()
+            .map(|weight| (weight, parts.correct(weight)))
+            .fold((0.0, 0), |best, candidate| if candidate.1 > best.1 { candidate } else { best })
+            .0;
+        for value in &mut self.weights[..self.image_dim * self.classes] {
             *value *= image_weight;
         }
-
-        let network = FusionNet {
-            image: self.use_images.then_some(branch.clone()),
-            text_dim,
-            head: Dense {
-                inputs,
-                outputs: class_count,
-                weights: weights.iter().map(|&w| w as f32).collect(),
-                bias: bias.iter().map(|&b| b as f32).collect(),
-            },
-        };
-        // The scaled weights compute exactly `text + image_weight · image`.
-        let training_accuracy = parts.correct(image_weight) as f64 / used.len() as f64;
-        let mut builder = BundleBuilder::new(&self.name, taxonomy, classes, network.to_onnx()?, LOGITS_OUTPUT)
-            .with_hyperparameter(
-                "trainer",
-                "baseline: Bernoulli naive Bayes (text) + LDA directions on pooled colours (image)",
-            )
-            .with_hyperparameter("image_size", self.image_size)
-            .with_hyperparameter("pool_grid", self.pool_grid as u64)
-            .with_hyperparameter("smoothing", self.smoothing)
-            .with_hyperparameter("image_weight", image_weight)
-            .with_hyperparameter("min_document_count", self.min_document_count as u64)
-            .with_metric("training_accuracy", training_accuracy)
-            .with_metric("examples", used.len() as u64);
-        if let Some(vectorizer) = vectorizer {
-            builder = builder.with_text_input(TEXT_INPUT, vectorizer.spec().clone());
-        }
-        if self.use_images {
-            builder = builder.with_image_input(IMAGE_INPUT, image_spec);
-        }
-        if let Some(training) = &self.training {
-            builder = builder.with_training(training.clone());
-        }
-        let bundle = builder.write(bundle_dir)?;
-        Ok(BaselineReport { bundle, examples_used: used.len(), skipped, image_failures, training_accuracy })
+        image_weight
     }
 }
 
@@ -385,21 +443,19 @@ struct LogitParts {
 }
 
 impl LogitParts {
-    /// `weights` is `[inputs, classes]` with the image rows first; `bias` holds the prior and
-    /// text terms. A missing image is a zero input, as in the graph.
+    /// The text and image logits of `head` (before the image weight) for each of `used`. A
+    /// missing image is a zero input, as in the graph.
     fn new(
-        weights: &[f64],
-        bias: &[f64],
-        classes: usize,
-        image_dim: usize,
+        head: &Head,
         used: &[(&Example<'_>, usize)],
         images: &[Option<Vec<f32>>],
         vectorizer: Option<&TextVectorizer>,
     ) -> Self {
+        let (classes, image_dim, weights) = (head.classes, head.image_dim, &head.weights);
         let mut parts = Self { text: Vec::new(), image: Vec::new(), labels: Vec::new() };
         let mut vector = vec![0.0; vectorizer.map_or(0, TextVectorizer::dim)];
         for ((example, class), features) in used.iter().zip(images) {
-            let mut text = bias.to_vec();
+            let mut text = head.bias.clone();
             if let Some(vectorizer) = vectorizer {
                 vector.fill(0.0);
                 if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {

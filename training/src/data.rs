@@ -110,7 +110,7 @@ pub fn label_examples(examples: &[Example<'_>], taxonomy: Option<&Taxonomy>, pru
     }
     if classes.len() < 2 {
         return Err(Error::NoExamples(format!(
-            "after pruning there {} {} trainable categor{}; a classifier needs at least 2 (lower --min-count?){}",
+            "after pruning there {} {} trainable categor{}; a classifier needs at least 2 (lower `min_count`?){}",
             if classes.len() == 1 { "is" } else { "are" },
             classes.len(),
             if classes.len() == 1 { "y" } else { "ies" },

