@@ -115,6 +115,10 @@ impl Progress for Terminal {
 impl Phase {
     fn line(&self) -> String {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+        if self.total.is_none() && self.done == 0 {
+            // A phase without units (an export): only its time.
+            return format!("{}: {seconds:.1}s", self.label);
+        }
         let rate = self.done as f64 / seconds;
         let of_total = self.total.map(|total| format!("/{total}")).unwrap_or_default();
         let eta = match self.total {
