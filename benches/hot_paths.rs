@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of what `categorize` does per row besides running the model:
 //! decode + resize + normalize an image, vectorize title + description, and assemble the
-//! prediction struct. Inputs are made here (seeded), so the numbers need no data set.
+//! prediction struct. Inputs are made here (seeded), so the numbers need no data set;
+//! `vectorize_real` also runs on the public Flipkart text when it is next to the checkout.
 //!
 //!   cargo bench --profile dev --bench hot_paths [-- FILTER]
 
@@ -69,33 +70,61 @@ fn words(random: &mut Seeded, vocabulary: &[String], count: usize) -> String {
     (0..count).map(|_| vocabulary[random.below(vocabulary.len())].as_str()).collect::<Vec<_>>().join(" ")
 }
 
+/// Words drawn by Zipf's law (the k-th most common word with probability ∝ 1/k), as in real
+/// product text: a few words ("men", "cotton", "shirt") in most rows, a long tail of rare ones.
+fn zipf_words(random: &mut Seeded, vocabulary: &[String], cumulative: &[f64], count: usize) -> String {
+    let total = cumulative.last().copied().unwrap_or(1.0);
+    (0..count)
+        .map(|_| {
+            let target = random.next() as f64 / u64::MAX as f64 * total;
+            vocabulary[cumulative.partition_point(|&c| c < target).min(vocabulary.len() - 1)].as_str()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn vectorize(c: &mut Criterion) {
     let mut random = Seeded(11);
-    // 20,000 distinct words; products use the first 12,000 so that some terms miss the vocabulary.
+    // 20,000 distinct words. Uniform: products use the first 12,000 (so that some terms miss
+    // the vocabulary), every word equally rare: the worst case for a vocabulary. Zipf: the
+    // frequencies of real text over all 20,000.
     let lexicon: Vec<String> = (0..20_000).map(|i| format!("w{i:05}")).collect();
-    let rows: Vec<(String, String)> =
+    let uniform: Vec<(String, String)> =
         (0..512).map(|_| (words(&mut random, &lexicon[..12_000], 8), words(&mut random, &lexicon, 80))).collect();
+    let cumulative: Vec<f64> = (1..=lexicon.len())
+        .scan(0.0, |sum, rank| {
+            *sum += 1.0 / rank as f64;
+            Some(*sum)
+        })
+        .collect();
+    let zipf: Vec<(String, String)> = (0..512)
+        .map(|_| {
+            (zipf_words(&mut random, &lexicon, &cumulative, 8), zipf_words(&mut random, &lexicon, &cumulative, 80))
+        })
+        .collect();
     let mut group = c.benchmark_group("vectorize");
-    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.throughput(Throughput::Elements(uniform.len() as u64));
     // Words, word pairs, and words with the character 3-5-grams that `lakecat train` uses by default.
     let char_ngrams = Some(CharNgrams { min: 3, max: 5 });
-    for (name, ngrams, char_ngrams) in [("1gram", 1, None), ("2gram", 2, None), ("1gram_char3-5", 1, char_ngrams)] {
-        let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
-        let spec = TextSpec { max_ngram: ngrams, char_ngrams, ..TextSpec::with_defaults() };
-        let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
-        group.bench_function(format!("512_rows_{name}_{}_terms", vectorizer.dim()), |b| {
-            // A zeroed tensor per iteration, made outside the timing (this crate is not
-            // optimised in the dev profile; the vectorizer is).
-            b.iter_batched_ref(
-                || vec![0.0f32; rows.len() * vectorizer.dim()],
-                |out| {
-                    for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
-                        vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
-                    }
-                },
-                BatchSize::LargeInput,
-            )
-        });
+    for (words, rows) in [("uniform", &uniform), ("zipf", &zipf)] {
+        for (name, ngrams, char_ngrams) in [("1gram", 1, None), ("2gram", 2, None), ("1gram_char3-5", 1, char_ngrams)] {
+            let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
+            let spec = TextSpec { max_ngram: ngrams, char_ngrams, ..TextSpec::with_defaults() };
+            let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
+            group.bench_function(format!("512_rows_{words}_{name}_{}_terms", vectorizer.dim()), |b| {
+                // A zeroed tensor per iteration, made outside the timing (this crate is not
+                // optimised in the dev profile; the vectorizer is).
+                b.iter_batched_ref(
+                    || vec![0.0f32; rows.len() * vectorizer.dim()],
+                    |out| {
+                        for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
+                            vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
+                        }
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
     }
     group.finish();
 }
@@ -137,5 +166,56 @@ fn assemble_predictions(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(hot_paths, decode_and_resize, vectorize, assemble_predictions);
+/// The same on real product text, when the public data is next to the checkout
+/// (`../shared/data`, or `LAKECAT_DATA`): Flipkart's titles and long descriptions (729 products).
+fn vectorize_real(c: &mut Criterion) {
+    let data = std::env::var("LAKECAT_DATA").unwrap_or_else(|_| "../shared/data".into());
+    let path = std::path::Path::new(&data).join("flipkart/products.csv");
+    let Some(rows) = read_texts(&path) else {
+        eprintln!("vectorize_real: {} not found; skipped", path.display());
+        return;
+    };
+    let mut group = c.benchmark_group("vectorize_real");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    for (name, char_ngrams) in [("words", None), ("words_char3-5", Some(CharNgrams { min: 3, max: 5 }))] {
+        let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
+        let spec = TextSpec { char_ngrams, ..TextSpec::with_defaults() };
+        let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
+        group.bench_function(format!("flipkart_{}_rows_{name}_{}_terms", rows.len(), vectorizer.dim()), |b| {
+            b.iter_batched_ref(
+                || vec![0.0f32; rows.len() * vectorizer.dim()],
+                |out| {
+                    for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
+                        vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// `product_name` and `description` of each row of a CSV file.
+fn read_texts(path: &std::path::Path) -> Option<Vec<(String, String)>> {
+    use arrow::array::AsArray;
+    let mut file = std::fs::File::open(path).ok()?;
+    let (schema, _) = arrow::csv::reader::Format::default().with_header(true).infer_schema(&mut file, None).ok()?;
+    let file = std::fs::File::open(path).ok()?;
+    let reader = arrow::csv::ReaderBuilder::new(std::sync::Arc::new(schema)).with_header(true).build(file).ok()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.ok()?;
+        let text =
+            |name: &str| arrow::compute::cast(batch.column_by_name(name)?, &arrow::datatypes::DataType::Utf8).ok();
+        let (titles, descriptions) = (text("product_name")?, text("description")?);
+        let (titles, descriptions) = (titles.as_string::<i32>(), descriptions.as_string::<i32>());
+        rows.extend(
+            (0..batch.num_rows()).map(|row| (titles.value(row).to_string(), descriptions.value(row).to_string())),
+        );
+    }
+    Some(rows)
+}
+
+criterion_group!(hot_paths, decode_and_resize, vectorize, vectorize_real, assemble_predictions);
 criterion_main!(hot_paths);

@@ -96,6 +96,27 @@ pub struct TextVectorizer {
     spec: TextSpec,
     /// Term → input position; Fx hashing, because scoring looks up every word of every row.
     index: FxHashMap<String, u32>,
+    /// Input position of a vocabulary word → the range of `ngram_positions` holding the input
+    /// positions of its character n-grams (with repeats, in order): computed once, so that a
+    /// known word costs one lookup instead of one per n-gram. Unknown words are cut as usual.
+    word_ngrams: FxHashMap<u32, (u32, u32)>,
+    ngram_positions: Vec<u32>,
+    /// Character n-grams of at most 7 bytes (those of ASCII words, framing included) → input
+    /// position, keyed by their bytes packed into a `u64` ([`packed`]): a lookup builds no string
+    /// and follows no pointer. Longer n-grams are looked up in `index` as `#` + n-gram.
+    short_ngrams: FxHashMap<u64, u32>,
+}
+
+/// The bytes of a short n-gram and its length in one `u64`; `None` over 7 bytes.
+fn packed(ngram: &str) -> Option<u64> {
+    let bytes = ngram.as_bytes();
+    if bytes.len() > 7 {
+        return None;
+    }
+    let mut key = [0u8; 8];
+    key[..bytes.len()].copy_from_slice(bytes);
+    key[7] = bytes.len() as u8;
+    Some(u64::from_le_bytes(key))
 }
 
 impl TextVectorizer {
@@ -112,7 +133,42 @@ impl TextVectorizer {
                 return Err(Error::Vectorizer(format!("the term {term:?} appears twice in the vocabulary")));
             }
         }
-        Ok(Self { spec, index })
+        let short_ngrams = spec
+            .vocabulary
+            .iter()
+            .enumerate()
+            .filter_map(|(position, term)| Some((packed(term.strip_prefix('#')?)?, position as u32)))
+            .collect();
+        let mut vectorizer =
+            Self { spec, index, word_ngrams: FxHashMap::default(), ngram_positions: Vec::new(), short_ngrams };
+        if let Some(ngrams) = vectorizer.spec.char_ngrams {
+            let (mut scratch, mut term) = (NgramScratch::default(), String::new());
+            let (mut word_ngrams, mut ngram_positions) = (FxHashMap::default(), Vec::new());
+            // Words are alphanumeric runs; pairs hold a space and n-grams start with `#`.
+            for (position, word) in vectorizer.spec.vocabulary.iter().enumerate().filter(|(_, term)| is_word(term)) {
+                let start = ngram_positions.len() as u32;
+                for_each_char_ngram(ngrams, word, &mut scratch, |ngram| {
+                    ngram_positions.extend(vectorizer.ngram_position(ngram, &mut term));
+                });
+                word_ngrams.insert(position as u32, (start, ngram_positions.len() as u32));
+            }
+            (vectorizer.word_ngrams, vectorizer.ngram_positions) = (word_ngrams, ngram_positions);
+        }
+        Ok(vectorizer)
+    }
+
+    /// The input position of the character n-gram `ngram` (without its `#`), if in the
+    /// vocabulary; `term` is a buffer for n-grams too long to pack.
+    fn ngram_position(&self, ngram: &str, term: &mut String) -> Option<u32> {
+        match packed(ngram) {
+            Some(key) => self.short_ngrams.get(&key).copied(),
+            None => {
+                term.clear();
+                term.push('#');
+                term.push_str(ngram);
+                self.index.get(term.as_str()).copied()
+            }
+        }
     }
 
     /// Learns a vocabulary from training texts: terms found in at least `min_document_count`
@@ -184,17 +240,41 @@ impl TextVectorizer {
                 self.check_field(field, text)?;
             }
         }
-        let mut scratch = Scratch::default();
+        let set = |position: u32, out: &mut [f32]| {
+            let slot = &mut out[position as usize];
+            match self.spec.encoding {
+                TextEncoding::MultiHot => *slot = 1.0,
+                TextEncoding::Counts => *slot += 1.0,
+            }
+        };
+        let (mut scratch, mut ngram_scratch) = (Scratch::default(), NgramScratch::default());
+        let (mut word_positions, mut term) = (Vec::new(), String::new());
         for text in [title, description].into_iter().flatten() {
-            for_each_term(&self.spec, text, &mut scratch, |term| {
-                if let Some(&position) = self.index.get(term) {
-                    let slot = &mut out[position as usize];
-                    match self.spec.encoding {
-                        TextEncoding::MultiHot => *slot = 1.0,
-                        TextEncoding::Counts => *slot += 1.0,
-                    }
+            word_positions.clear();
+            for_each_word_and_pair(&self.spec, text, &mut scratch, |term, is_word| {
+                let position = self.index.get(term).copied();
+                if is_word {
+                    word_positions.push(position);
+                }
+                if let Some(position) = position {
+                    set(position, out);
                 }
             });
+            let Some(ngrams) = self.spec.char_ngrams else { continue };
+            for (bounds, position) in scratch.bounds.iter().zip(&word_positions) {
+                match position.and_then(|position| self.word_ngrams.get(&position)) {
+                    Some(&(start, end)) => {
+                        for &position in &self.ngram_positions[start as usize..end as usize] {
+                            set(position, out);
+                        }
+                    }
+                    None => for_each_char_ngram(ngrams, &scratch.words[bounds.clone()], &mut ngram_scratch, |ngram| {
+                        if let Some(position) = self.ngram_position(ngram, &mut term) {
+                            set(position, out);
+                        }
+                    }),
+                }
+            }
         }
         Ok(())
     }
@@ -202,7 +282,14 @@ impl TextVectorizer {
 
 /// Appends the terms of `text` to `terms`.
 fn tokenize(spec: &TextSpec, text: &str, terms: &mut Vec<String>) {
-    for_each_term(spec, text, &mut Scratch::default(), |term| terms.push(term.to_string()));
+    for_each_term(spec, text, &mut Scratch::default(), &mut NgramScratch::default(), |term| {
+        terms.push(term.to_string())
+    });
+}
+
+/// Whether a vocabulary term is a word (not a word pair or a character n-gram).
+fn is_word(term: &str) -> bool {
+    term.chars().all(char::is_alphanumeric)
 }
 
 /// Buffers reused across the words of a text, so that scoring allocates per row, not per term.
@@ -211,8 +298,13 @@ struct Scratch {
     /// The words, as looked up, back to back.
     words: String,
     bounds: Vec<std::ops::Range<usize>>,
-    /// The term being built: a word pair or a character n-gram.
+    /// The word pair being built.
     pair: String,
+}
+
+/// Buffers of [`for_each_char_ngram`].
+#[derive(Default)]
+struct NgramScratch {
     /// The word being cut into character n-grams, framed as `<word>`.
     framed: String,
     /// Byte offset of each character of `framed`, and its end.
@@ -222,7 +314,30 @@ struct Scratch {
 /// Calls `visit` with each term of `text`: its words (maximal alphanumeric runs of at least
 /// `min_token_chars` characters, lower-cased if asked), then each pair of adjacent words, then
 /// the character n-grams of each word ([`CharNgrams`]).
-fn for_each_term(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str)) {
+fn for_each_term(
+    spec: &TextSpec,
+    text: &str,
+    scratch: &mut Scratch,
+    ngram_scratch: &mut NgramScratch,
+    mut visit: impl FnMut(&str),
+) {
+    for_each_word_and_pair(spec, text, scratch, |term, _| visit(term));
+    if let Some(ngrams) = spec.char_ngrams {
+        let mut term = String::new();
+        for word in &scratch.bounds {
+            for_each_char_ngram(ngrams, &scratch.words[word.clone()], ngram_scratch, |ngram| {
+                term.clear();
+                term.push('#');
+                term.push_str(ngram);
+                visit(&term);
+            });
+        }
+    }
+}
+
+/// Calls `visit(term, is_word)` with each word of `text`, then each pair of adjacent words
+/// (`max_ngram` 2); the words stay in `scratch.words` at `scratch.bounds`.
+fn for_each_word_and_pair(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str, bool)) {
     scratch.words.clear();
     scratch.bounds.clear();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
@@ -239,7 +354,7 @@ fn for_each_term(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: 
             }
         }
         scratch.bounds.push(start..scratch.words.len());
-        visit(&scratch.words[start..]);
+        visit(&scratch.words[start..], true);
     }
     if spec.max_ngram == 2 {
         for adjacent in scratch.bounds.windows(2) {
@@ -247,28 +362,26 @@ fn for_each_term(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: 
             scratch.pair.push_str(&scratch.words[adjacent[0].clone()]);
             scratch.pair.push(' ');
             scratch.pair.push_str(&scratch.words[adjacent[1].clone()]);
-            visit(&scratch.pair);
+            visit(&scratch.pair, false);
         }
     }
-    if let Some(CharNgrams { min, max }) = spec.char_ngrams {
-        for word in &scratch.bounds {
-            scratch.framed.clear();
-            scratch.framed.push('<');
-            scratch.framed.push_str(&scratch.words[word.clone()]);
-            scratch.framed.push('>');
-            // N-grams count characters, not bytes: note where each character starts.
-            scratch.char_starts.clear();
-            scratch.char_starts.extend(scratch.framed.char_indices().map(|(offset, _)| offset));
-            scratch.char_starts.push(scratch.framed.len());
-            let chars = scratch.char_starts.len() - 1;
-            for n in min..=max.min(chars) {
-                for first in 0..=chars - n {
-                    scratch.pair.clear();
-                    scratch.pair.push('#');
-                    scratch.pair.push_str(&scratch.framed[scratch.char_starts[first]..scratch.char_starts[first + n]]);
-                    visit(&scratch.pair);
-                }
-            }
+}
+
+/// Calls `visit` with each character n-gram of `word` framed as `<word>` (without the `#` the
+/// vocabulary prefixes), shortest first, left to right.
+fn for_each_char_ngram(ngrams: CharNgrams, word: &str, scratch: &mut NgramScratch, mut visit: impl FnMut(&str)) {
+    scratch.framed.clear();
+    scratch.framed.push('<');
+    scratch.framed.push_str(word);
+    scratch.framed.push('>');
+    // N-grams count characters, not bytes: note where each character starts.
+    scratch.char_starts.clear();
+    scratch.char_starts.extend(scratch.framed.char_indices().map(|(offset, _)| offset));
+    scratch.char_starts.push(scratch.framed.len());
+    let chars = scratch.char_starts.len() - 1;
+    for n in ngrams.min..=ngrams.max.min(chars) {
+        for first in 0..=chars - n {
+            visit(&scratch.framed[scratch.char_starts[first]..scratch.char_starts[first + n]]);
         }
     }
 }
@@ -332,6 +445,58 @@ mod tests {
         let mut out = vec![0.0; 2];
         v.encode_into(Some("tshirts"), None, &mut out).unwrap();
         assert_eq!(out, [1.0, 0.0], "a spelling not seen in training shares the n-gram `hirt`");
+    }
+
+    /// Known words take their precomputed n-grams, unknown ones are cut: either way the vector
+    /// is exactly the one the terms give, for multi-hot and counts, pairs, repeats and Unicode.
+    #[test]
+    fn precomputed_ngrams_of_known_words_give_the_vector_of_the_terms() {
+        let texts = [
+            "Banana bandana, BANANA!",
+            "Über-shirt tshirt t-shirts",
+            "ab a ba",
+            "",
+            "Nike Men Running Shoes 2026",
+            "Grüße äöüßäöüß",
+            "äöüßäöüß grüße",
+        ];
+        for encoding in [TextEncoding::MultiHot, TextEncoding::Counts] {
+            let spec = TextSpec {
+                max_ngram: 2,
+                char_ngrams: Some(CharNgrams { min: 2, max: 4 }),
+                encoding,
+                ..TextSpec::with_defaults()
+            };
+            // Known words ("banana", "shirt"), n-grams of unknown ones, a pair.
+            let v = TextVectorizer::fit(spec, texts.iter().copied().skip(1), 1, 200).unwrap();
+            let v = TextVectorizer::new(TextSpec {
+                vocabulary: [v.spec().vocabulary.clone(), vec!["banana".into(), "#ana".into(), "#an".into()]]
+                    .concat()
+                    .into_iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                ..v.spec().clone()
+            })
+            .unwrap();
+            assert!(v.word_ngrams.len() > 3, "the vocabulary has words with n-grams");
+            for text in texts {
+                let mut expected = vec![0.0f32; v.dim()];
+                for term in v.terms(text) {
+                    if let Some(&position) = v.index.get(&term) {
+                        let slot = &mut expected[position as usize];
+                        *slot = if encoding == TextEncoding::MultiHot { 1.0 } else { *slot + 1.0 };
+                    }
+                }
+                let mut out = vec![0.0f32; v.dim()];
+                v.encode_into(Some(text), Some(text), &mut out).unwrap();
+                let mut twice = expected.clone();
+                if encoding == TextEncoding::Counts {
+                    twice.iter_mut().for_each(|value| *value *= 2.0);
+                }
+                assert_eq!(out, twice, "{text:?} ({encoding:?})");
+            }
+        }
     }
 
     #[test]
