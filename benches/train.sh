@@ -89,3 +89,9 @@ top1 = sum(p == label(r) for p, r in zip(pred, test)) / len(test)
 print(json.dumps({"model": "bag-of-words logistic regression (titles)", "top1": top1, "validation_rows": len(test)}))
 PY
 tail -1 "$RESULTS"
+# The text-only linear reference to beat (issue 17), on each default bundle's own split and classes.
+PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 benches/linear_baseline.py fashion \
+  "$DATA/fashion/products.csv" "$WORK/models/fashion/manifest.json" >> "$RESULTS"
+PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 benches/linear_baseline.py flipkart \
+  "$DATA/flipkart/products.csv" "$WORK/models/flipkart/manifest.json" >> "$RESULTS"
+tail -2 "$RESULTS"
