@@ -108,25 +108,35 @@ fn vectorize(c: &mut Criterion) {
     let char_ngrams = Some(CharNgrams { min: 3, max: 5 });
     for (words, rows) in [("uniform", &uniform), ("zipf", &zipf)] {
         for (name, ngrams, char_ngrams) in [("1gram", 1, None), ("2gram", 2, None), ("1gram_char3-5", 1, char_ngrams)] {
-            let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
             let spec = TextSpec { max_ngram: ngrams, char_ngrams, ..TextSpec::with_defaults() };
-            let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
-            group.bench_function(format!("512_rows_{words}_{name}_{}_terms", vectorizer.dim()), |b| {
-                // A zeroed tensor per iteration, made outside the timing (this crate is not
-                // optimised in the dev profile; the vectorizer is).
-                b.iter_batched_ref(
-                    || vec![0.0f32; rows.len() * vectorizer.dim()],
-                    |out| {
-                        for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
-                            vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
-                        }
-                    },
-                    BatchSize::LargeInput,
-                )
-            });
+            bench_vectorizer(&mut group, &format!("512_rows_{words}_{name}"), spec, rows);
         }
     }
     group.finish();
+}
+
+/// Fits a vectorizer with `spec` on `rows` (title, description) and times encoding them all.
+fn bench_vectorizer(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    spec: TextSpec,
+    rows: &[(String, String)],
+) {
+    let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
+    let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
+    group.bench_function(format!("{name}_{}_terms", vectorizer.dim()), |b| {
+        // A zeroed tensor per iteration, made outside the timing (this crate is not optimised in
+        // the dev profile; the vectorizer is).
+        b.iter_batched_ref(
+            || vec![0.0f32; rows.len() * vectorizer.dim()],
+            |out| {
+                for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
+                    vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
 }
 
 fn assemble_predictions(c: &mut Criterion) {
@@ -178,20 +188,8 @@ fn vectorize_real(c: &mut Criterion) {
     let mut group = c.benchmark_group("vectorize_real");
     group.throughput(Throughput::Elements(rows.len() as u64));
     for (name, char_ngrams) in [("words", None), ("words_char3-5", Some(CharNgrams { min: 3, max: 5 }))] {
-        let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
         let spec = TextSpec { char_ngrams, ..TextSpec::with_defaults() };
-        let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
-        group.bench_function(format!("flipkart_{}_rows_{name}_{}_terms", rows.len(), vectorizer.dim()), |b| {
-            b.iter_batched_ref(
-                || vec![0.0f32; rows.len() * vectorizer.dim()],
-                |out| {
-                    for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
-                        vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
-                    }
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        bench_vectorizer(&mut group, &format!("flipkart_{}_rows_{name}", rows.len()), spec, &rows);
     }
     group.finish();
 }

@@ -96,10 +96,11 @@ pub struct TextVectorizer {
     spec: TextSpec,
     /// Term → input position; Fx hashing, because scoring looks up every word of every row.
     index: FxHashMap<String, u32>,
-    /// Input position of a vocabulary word → the range of `ngram_positions` holding the input
-    /// positions of its character n-grams (with repeats, in order): computed once, so that a
-    /// known word costs one lookup instead of one per n-gram. Unknown words are cut as usual.
-    word_ngrams: FxHashMap<u32, (u32, u32)>,
+    /// Per input position: for a vocabulary word, the range of `ngram_positions` holding the
+    /// input positions of its character n-grams (with repeats, in order), computed once, so that
+    /// a known word costs one lookup instead of one per n-gram; empty for other terms. Empty
+    /// without character n-grams; words outside the vocabulary are cut as usual.
+    word_ngrams: Vec<(u32, u32)>,
     ngram_positions: Vec<u32>,
     /// Character n-grams of at most 7 bytes (those of ASCII words, framing included) → input
     /// position, keyed by their bytes packed into a `u64` ([`packed`]): a lookup builds no string
@@ -139,19 +140,25 @@ impl TextVectorizer {
             .enumerate()
             .filter_map(|(position, term)| Some((packed(term.strip_prefix('#')?)?, position as u32)))
             .collect();
-        let mut vectorizer =
-            Self { spec, index, word_ngrams: FxHashMap::default(), ngram_positions: Vec::new(), short_ngrams };
+        let mut vectorizer = Self { spec, index, word_ngrams: Vec::new(), ngram_positions: Vec::new(), short_ngrams };
         if let Some(ngrams) = vectorizer.spec.char_ngrams {
-            let (mut scratch, mut term) = (NgramScratch::default(), String::new());
-            let (mut word_ngrams, mut ngram_positions) = (FxHashMap::default(), Vec::new());
-            // Words are alphanumeric runs; pairs hold a space and n-grams start with `#`.
-            for (position, word) in vectorizer.spec.vocabulary.iter().enumerate().filter(|(_, term)| is_word(term)) {
-                let start = ngram_positions.len() as u32;
-                for_each_char_ngram(ngrams, word, &mut scratch, |ngram| {
-                    ngram_positions.extend(vectorizer.ngram_position(ngram, &mut term));
-                });
-                word_ngrams.insert(position as u32, (start, ngram_positions.len() as u32));
-            }
+            let (mut scratch, mut term_buffer) = (NgramScratch::default(), String::new());
+            let mut ngram_positions = Vec::new();
+            let word_ngrams = vectorizer
+                .spec
+                .vocabulary
+                .iter()
+                .map(|term| {
+                    let start = ngram_positions.len() as u32;
+                    // Words are alphanumeric runs; pairs hold a space and n-grams start with `#`.
+                    if is_word(term) {
+                        for_each_char_ngram(ngrams, term, &mut scratch, |ngram| {
+                            ngram_positions.extend(vectorizer.ngram_position(ngram, &mut term_buffer));
+                        });
+                    }
+                    (start, ngram_positions.len() as u32)
+                })
+                .collect();
             (vectorizer.word_ngrams, vectorizer.ngram_positions) = (word_ngrams, ngram_positions);
         }
         Ok(vectorizer)
@@ -262,8 +269,9 @@ impl TextVectorizer {
             });
             let Some(ngrams) = self.spec.char_ngrams else { continue };
             for (bounds, position) in scratch.bounds.iter().zip(&word_positions) {
-                match position.and_then(|position| self.word_ngrams.get(&position)) {
-                    Some(&(start, end)) => {
+                // A word found in the vocabulary is a vocabulary word: its n-grams are known.
+                match position.map(|position| self.word_ngrams[position as usize]) {
+                    Some((start, end)) => {
                         for &position in &self.ngram_positions[start as usize..end as usize] {
                             set(position, out);
                         }
@@ -479,7 +487,8 @@ mod tests {
                 ..v.spec().clone()
             })
             .unwrap();
-            assert!(v.word_ngrams.len() > 3, "the vocabulary has words with n-grams");
+            let words_with_ngrams = v.word_ngrams.iter().filter(|(start, end)| end > start).count();
+            assert!(words_with_ngrams > 3, "the vocabulary has words with n-grams");
             for text in texts {
                 let mut expected = vec![0.0f32; v.dim()];
                 for term in v.terms(text) {

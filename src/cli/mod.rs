@@ -79,9 +79,9 @@ fn without_training(command: &str) -> anyhow::Result<()> {
 /// [`name_flags`] names).
 pub fn parse() -> (Cli, clap::Command) {
     let mut command = Cli::command();
-    // Built, global flags (--storage-option) are among each subcommand's arguments.
-    command.build();
-    let matches = command.clone().get_matches();
+    // Parsing builds the command: global flags (--storage-option) are then among each
+    // subcommand's arguments.
+    let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let (mut invoked, mut matched) = (command, &matches);
     while let Some((name, sub_matches)) = matched.subcommand() {

@@ -112,7 +112,7 @@ async fn scalar_of(ctx: &datafusion::prelude::SessionContext, sql: &str) -> u64 
 
 /// Every progress event a job reports, in order.
 #[derive(Debug, Default)]
-pub(crate) struct Recorder(pub(crate) std::sync::Mutex<Vec<String>>);
+struct Recorder(std::sync::Mutex<Vec<String>>);
 
 impl lakecat_core::Progress for Recorder {
     fn start(&self, phase: &str, total: Option<u64>) {

@@ -138,8 +138,14 @@ impl BaselineTrainer {
         if let Some(images) = &images {
             head.fit_images(&rows.used, &images.features);
         }
-        let no_images = vec![None; rows.used.len()];
-        let features = images.as_ref().map_or(&no_images, |images| &images.features);
+        let no_images;
+        let features = match &images {
+            Some(images) => &images.features,
+            None => {
+                no_images = vec![None; rows.used.len()];
+                &no_images
+            }
+        };
         let parts = LogitParts::new(&head, &rows.used, features, vectorizer.as_ref());
         let image_weight = head.scale_images(&parts);
         // The scaled weights compute exactly `text + image_weight · image`.
