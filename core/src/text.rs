@@ -23,8 +23,11 @@ pub struct TextSpec {
     /// existed: words only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub char_ngrams: Option<CharNgrams>,
-    /// `multi_hot` (1.0 when a term occurs) or `counts` (occurrences).
+    /// `multi_hot` (1.0 when a term occurs), `counts` (occurrences) or `tf_idf`.
     pub encoding: TextEncoding,
+    /// Inverse document frequency of each input position (`tf_idf` only; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idf: Vec<f32>,
     /// A title or description longer than this (in bytes) is refused for that row instead of
     /// being silently cut.
     pub max_field_bytes: usize,
@@ -64,6 +67,10 @@ impl CharNgrams {
 pub enum TextEncoding {
     MultiHot,
     Counts,
+    /// Sublinear TF-IDF, as scikit-learn's `TfidfVectorizer(sublinear_tf=True)`: each term
+    /// weighs `(1 + ln count) × idf`, then the row is scaled to unit length, so that a long
+    /// description does not outweigh a title and words every product has count for little.
+    TfIdf,
 }
 
 impl TextSpec {
@@ -77,6 +84,7 @@ impl TextSpec {
             encoding: TextEncoding::MultiHot,
             max_field_bytes: 64 * 1024,
             vocabulary: Vec::new(),
+            idf: Vec::new(),
         }
     }
 }
@@ -127,6 +135,18 @@ impl TextVectorizer {
         }
         if let Some(char_ngrams) = spec.char_ngrams {
             char_ngrams.validate()?;
+        }
+        let weighted = spec.encoding == TextEncoding::TfIdf;
+        if (weighted && spec.idf.len() != spec.vocabulary.len()) || (!weighted && !spec.idf.is_empty()) {
+            return Err(Error::Vectorizer(format!(
+                "a {:?} vectorizer of {} terms has {} idf weights",
+                spec.encoding,
+                spec.vocabulary.len(),
+                spec.idf.len()
+            )));
+        }
+        if let Some(weight) = spec.idf.iter().find(|weight| !(weight.is_finite() && **weight > 0.0)) {
+            return Err(Error::Vectorizer(format!("idf weights must be positive numbers, not {weight}")));
         }
         let mut index = FxHashMap::with_capacity_and_hasher(spec.vocabulary.len(), Default::default());
         for (position, term) in spec.vocabulary.iter().enumerate() {
@@ -180,7 +200,8 @@ impl TextVectorizer {
 
     /// Learns a vocabulary from training texts: terms found in at least `min_document_count`
     /// texts, the `max_terms` most frequent kept (ties broken alphabetically, so the result is
-    /// deterministic).
+    /// deterministic). For `tf_idf`, also each term's smoothed inverse document frequency,
+    /// `ln((1 + texts) / (1 + texts with the term)) + 1` (scikit-learn's).
     pub fn fit<'a>(
         settings: TextSpec,
         texts: impl IntoIterator<Item = &'a str>,
@@ -188,8 +209,9 @@ impl TextVectorizer {
         max_terms: usize,
     ) -> Result<Self> {
         let mut document_counts: HashMap<String, usize> = HashMap::new();
-        let mut terms = Vec::new();
+        let (mut terms, mut documents) = (Vec::new(), 0usize);
         for text in texts {
+            documents += 1;
             terms.clear();
             tokenize(&settings, text, &mut terms);
             terms.sort_unstable();
@@ -202,9 +224,16 @@ impl TextVectorizer {
             document_counts.into_iter().filter(|(_, count)| *count >= min_document_count).collect();
         ranked.sort_by(|(a_term, a_count), (b_term, b_count)| b_count.cmp(a_count).then(a_term.cmp(b_term)));
         ranked.truncate(max_terms);
-        let mut vocabulary: Vec<String> = ranked.into_iter().map(|(term, _)| term).collect();
-        vocabulary.sort();
-        Self::new(TextSpec { vocabulary, ..settings })
+        ranked.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let idf = match settings.encoding {
+            TextEncoding::TfIdf => ranked
+                .iter()
+                .map(|(_, count)| (((1 + documents) as f64 / (1 + count) as f64).ln() + 1.0) as f32)
+                .collect(),
+            TextEncoding::MultiHot | TextEncoding::Counts => Vec::new(),
+        };
+        let vocabulary = ranked.into_iter().map(|(term, _)| term).collect();
+        Self::new(TextSpec { vocabulary, idf, ..settings })
     }
 
     pub fn spec(&self) -> &TextSpec {
@@ -247,11 +276,19 @@ impl TextVectorizer {
                 self.check_field(field, text)?;
             }
         }
-        let set = |position: u32, out: &mut [f32]| {
+        // The positions written, for TF-IDF's weighting afterwards (not a pass over all terms).
+        let mut written = Vec::new();
+        let mut set = |position: u32, out: &mut [f32]| {
             let slot = &mut out[position as usize];
             match self.spec.encoding {
                 TextEncoding::MultiHot => *slot = 1.0,
                 TextEncoding::Counts => *slot += 1.0,
+                TextEncoding::TfIdf => {
+                    if *slot == 0.0 {
+                        written.push(position);
+                    }
+                    *slot += 1.0
+                }
             }
         };
         let (mut scratch, mut ngram_scratch) = (Scratch::default(), NgramScratch::default());
@@ -282,6 +319,18 @@ impl TextVectorizer {
                         }
                     }),
                 }
+            }
+        }
+        if self.spec.encoding == TextEncoding::TfIdf {
+            let mut squares = 0.0f32;
+            for &position in &written {
+                let slot = &mut out[position as usize];
+                *slot = (1.0 + slot.ln()) * self.spec.idf[position as usize];
+                squares += *slot * *slot;
+            }
+            let scale = 1.0 / squares.sqrt();
+            for &position in &written {
+                out[position as usize] *= scale;
             }
         }
         Ok(())
@@ -506,6 +555,43 @@ mod tests {
                 assert_eq!(out, twice, "{text:?} ({encoding:?})");
             }
         }
+    }
+
+    #[test]
+    fn tf_idf_weighs_log_counts_by_rarity_and_scales_each_row_to_unit_length() {
+        let spec = TextSpec { encoding: TextEncoding::TfIdf, ..TextSpec::with_defaults() };
+        let v = TextVectorizer::fit(spec, ["red red shirt", "blue shirt", "red dress"], 1, 10).unwrap();
+        assert_eq!(v.spec().vocabulary, ["blue", "dress", "red", "shirt"]);
+        let idf = |documents: f64| (4.0 / (1.0 + documents)).ln() + 1.0;
+        let expected_idf = [idf(1.0), idf(1.0), idf(2.0), idf(2.0)];
+        assert!(v.spec().idf.iter().zip(expected_idf).all(|(got, want)| (*got as f64 - want).abs() < 1e-6));
+
+        let mut out = vec![0.0; 4];
+        v.encode_into(Some("Red shirt"), Some("red"), &mut out).unwrap();
+        let (red, shirt) = ((1.0 + 2f64.ln()) * idf(2.0), idf(2.0));
+        let length = (red * red + shirt * shirt).sqrt();
+        let expected = [0.0, 0.0, red / length, shirt / length];
+        assert!(out.iter().zip(expected).all(|(got, want)| (*got as f64 - want).abs() < 1e-6), "{out:?}");
+
+        let mut empty = vec![0.0; 4];
+        v.encode_into(None, Some("green"), &mut empty).unwrap();
+        assert_eq!(empty, [0.0; 4], "no known term: a zero vector, not NaN");
+    }
+
+    #[test]
+    fn idf_weights_must_match_the_vocabulary() {
+        let spec = |encoding, idf: Vec<f32>| TextSpec {
+            encoding,
+            vocabulary: vec!["red".into(), "blue".into()],
+            idf,
+            ..TextSpec::with_defaults()
+        };
+        let error = TextVectorizer::new(spec(TextEncoding::TfIdf, vec![1.0])).unwrap_err();
+        assert!(error.to_string().contains("2 terms has 1 idf weights"), "{error}");
+        let error = TextVectorizer::new(spec(TextEncoding::TfIdf, vec![1.0, f32::NAN])).unwrap_err();
+        assert!(error.to_string().contains("positive"), "{error}");
+        assert!(TextVectorizer::new(spec(TextEncoding::MultiHot, vec![1.0, 1.0])).is_err());
+        assert!(TextVectorizer::new(spec(TextEncoding::TfIdf, vec![1.0, 2.0])).is_ok());
     }
 
     #[test]
