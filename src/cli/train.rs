@@ -8,7 +8,7 @@ use lakecat::jobs::TrainJob;
 
 use super::eval::{ColumnArgs, snapshot};
 use super::progress::Terminal;
-use lakecat_core::CharNgrams;
+use lakecat_core::{CharNgrams, TextEncoding};
 use lakecat_training::{
     Augmentation, Backbone, FusionTrainer, HyperparameterSearch, LearningRateSchedule, SearchSpace, SearchStrategy,
     TrainingConfig,
@@ -26,8 +26,9 @@ use lakecat_training::{
 /// The network: an image branch (MobileNetV2 with ImageNet weights, frozen, by default; see
 /// --backbone, --trainable-layers) with a dense layer of --image-dense, and a text branch (two
 /// dense layers of --text-dense over the words of title + description and their character
-/// n-grams, see --text-char-ngrams), concatenated,
-/// dropout, one output per trainable leaf. A frozen backbone runs once per image, in ONNX
+/// n-grams, see --text-char-ngrams, weighted by TF-IDF, see --text-encoding), concatenated,
+/// dropout, one output per trainable leaf; a wide path (--wide) adds a linear map of the terms
+/// to those outputs. A frozen backbone runs once per image, in ONNX
 /// Runtime, and its features are kept in --feature-cache for later runs.
 /// --epochs of cross-entropy are followed by --hierarchy-epochs of a hierarchical loss (leaf
 /// cross-entropy plus, for each level above, −log of the probability summed over the true
@@ -126,9 +127,17 @@ struct SettingsArgs {
     /// Width of the text branch's two dense layers.
     #[arg(long, default_value_t = defaults().model.text_dense)]
     text_dense: usize,
+    /// A linear path from the text terms straight to the logits next to the dense layers
+    /// (wide & deep): the linear text classifier's strength on short catalogs, kept in one graph.
+    #[arg(long, default_value_t = defaults().model.wide, action = clap::ArgAction::Set)]
+    wide: bool,
     /// Dropout on the concatenated branches (0.5 beat 0.3 by 0.2 points on the fashion data).
     #[arg(long, default_value_t = defaults().model.dropout)]
     dropout: f64,
+    /// Chance that a training sample's image, and separately its text, is hidden from the
+    /// network, so that each learns to classify alone (a model with both branches only).
+    #[arg(long, default_value_t = defaults().model.modality_dropout)]
+    modality_dropout: f64,
     /// Epochs of cross-entropy.
     #[arg(long, default_value_t = defaults().epochs)]
     epochs: usize,
@@ -142,6 +151,10 @@ struct SettingsArgs {
     batch_size: usize,
     #[arg(long, default_value_t = defaults().optimizer.learning_rate)]
     learning_rate: f64,
+    /// Learning rate of the text layers (the text branch's two layers and
+    /// the wide path): TF-IDF rows have unit length and need larger steps than the rest.
+    #[arg(long, default_value_t = defaults().optimizer.text_learning_rate)]
+    text_learning_rate: f64,
     /// cosine: from --learning-rate down to 1/100 of it over the run; constant: never changes.
     #[arg(long, value_enum, default_value_t = ScheduleArg::from(defaults().optimizer.schedule))]
     learning_rate_schedule: ScheduleArg,
@@ -192,9 +205,17 @@ struct SettingsArgs {
     /// ones; on the fashion data they add about a point of leaf accuracy (benches/TRAINING.md).
     #[arg(long, default_value_t = CharNgramsArg(defaults().text.char_ngrams), value_parser = parse_char_ngrams)]
     text_char_ngrams: CharNgramsArg,
+    /// How text terms weigh: tf-idf ((1 + ln count) × idf, each row scaled to unit length, as
+    /// scikit-learn's sublinear TfidfVectorizer), counts, or multi-hot (1 when present).
+    #[arg(long, value_enum, default_value_t = TextEncodingArg::from(defaults().text.encoding))]
+    text_encoding: TextEncodingArg,
     /// Seed of initialisation, shuffling, balancing and augmentation.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
+    /// Train on one thread, so that the same seed and data give the same weights bit for bit
+    /// (several threads add partial sums in a varying order); about twice as slow on 2 cores.
+    #[arg(long)]
+    deterministic: bool,
 }
 
 fn defaults() -> TrainingConfig {
@@ -255,6 +276,33 @@ impl From<BackboneArg> for Backbone {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TextEncodingArg {
+    TfIdf,
+    Counts,
+    MultiHot,
+}
+
+impl From<TextEncoding> for TextEncodingArg {
+    fn from(encoding: TextEncoding) -> Self {
+        match encoding {
+            TextEncoding::TfIdf => Self::TfIdf,
+            TextEncoding::Counts => Self::Counts,
+            TextEncoding::MultiHot => Self::MultiHot,
+        }
+    }
+}
+
+impl From<TextEncodingArg> for TextEncoding {
+    fn from(encoding: TextEncodingArg) -> Self {
+        match encoding {
+            TextEncodingArg::TfIdf => Self::TfIdf,
+            TextEncodingArg::Counts => Self::Counts,
+            TextEncodingArg::MultiHot => Self::MultiHot,
+        }
+    }
+}
+
 /// `--text-char-ngrams`: a range, or `none` (clap reads a bare `Option` as "flag may be absent").
 #[derive(Debug, Clone, Copy)]
 struct CharNgramsArg(Option<CharNgrams>);
@@ -287,7 +335,8 @@ impl SettingsArgs {
             .with_hierarchy_epochs(self.hierarchy_epochs)
             .with_hierarchy_weight(self.hierarchy_weight)
             .with_batch_size(self.batch_size)
-            .with_seed(self.seed);
+            .with_seed(self.seed)
+            .with_deterministic(self.deterministic);
         config.model = config
             .model
             .with_backbone(self.backbone.into())
@@ -299,10 +348,13 @@ impl SettingsArgs {
             .with_trainable_layers(self.trainable_layers)
             .with_image_dense(self.image_dense)
             .with_text_dense(self.text_dense)
-            .with_dropout(self.dropout);
+            .with_wide(self.wide)
+            .with_dropout(self.dropout)
+            .with_modality_dropout(self.modality_dropout);
         config.optimizer = config
             .optimizer
             .with_learning_rate(self.learning_rate)
+            .with_text_learning_rate(self.text_learning_rate)
             .with_schedule(self.learning_rate_schedule.into())
             .with_weight_decay(self.weight_decay);
         config.data.min_count = self.min_count;
@@ -321,7 +373,8 @@ impl SettingsArgs {
             .with_min_document_count(self.min_document_count)
             .with_max_terms(self.max_terms)
             .with_ngrams(usize::from(self.text_ngrams))
-            .with_char_ngrams(self.text_char_ngrams.0);
+            .with_char_ngrams(self.text_char_ngrams.0)
+            .with_encoding(self.text_encoding.into());
         config
     }
 }

@@ -93,6 +93,7 @@ pub fn fit(config: &TrainingConfig, prepared: &Prepared, inputs: &Inputs, progre
         None => prepared.train_rows.iter().map(|&row| Sample::Row(row)).collect(),
     };
     let mut optimizer = config.optimizer.adamw().init();
+    let text_parameters = model.text_parameters();
     let hierarchy = Hierarchy::new(&prepared.taxonomy, &prepared.classes);
     let batcher = FusionBatcher::new(data, config.data.augmentation);
     let plain = FusionBatcher::new(data, Augmentation::none());
@@ -130,8 +131,11 @@ pub fn fit(config: &TrainingConfig, prepared: &Prepared, inputs: &Inputs, progre
             loss_sum += f64::from(value) * chunk.len() as f64;
             let predicted = values::<2, _, i64>(logits.argmax(1));
             correct += predicted.iter().zip(&classes_of_batch).filter(|(p, c)| **p as usize == **c).count();
-            let gradients = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(config.optimizer.learning_rate_at(step, total_steps), model, gradients);
+            let mut gradients = loss.backward();
+            let text = GradientsParams::from_params(&mut gradients, &model, &text_parameters);
+            let rest = GradientsParams::from_grads(gradients, &model);
+            model = optimizer.step(config.optimizer.learning_rate_at(step, total_steps), model, rest);
+            model = optimizer.step(config.optimizer.text_learning_rate_at(step, total_steps), model, text);
             step += 1;
             progress.advance(1);
         }

@@ -4,6 +4,7 @@
 //! image [N,3,S,S] → backbone (no top) → Dense(image_dense) → ReLU ─┐
 //!                                                                   ├→ concat → Dropout → Dense(classes) = logits
 //! text  [N,V]     → Dense(text_dense) → ReLU → Dense(text_dense) → ReLU ─┘
+//!                 └→ Dense(classes) (the wide path, when `wide`) ──────────→ + logits
 //! ```
 //!
 //! The backbone is a small CNN trained from scratch ([`TinyCnn`]), or MobileNetV2 or ResNet-50
@@ -15,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
@@ -103,10 +104,19 @@ pub struct FusionModelConfig {
     /// Width of the text branch's two dense layers.
     #[config(default = 256)]
     pub text_dense: usize,
+    /// A linear path from the text terms straight to the logits, added to the fused head's
+    /// ("wide & deep"): what a linear text classifier learns, with the deep branches adding to it.
+    #[config(default = true)]
+    pub wide: bool,
     /// Dropout on the concatenated branches, before the output layer (training only); 0.5 beat
     /// 0.3 by 0.2 points on the fashion data.
     #[config(default = 0.5)]
     pub dropout: f64,
+    /// Chance that a training sample's image branch, and separately its text (both text paths),
+    /// is silenced, so that each modality learns to classify alone instead of the model leaning
+    /// on whichever one memorises the training rows first (training only; both branches only).
+    #[config(default = 0.0)]
+    pub modality_dropout: f64,
 }
 
 #[derive(Module, Debug)]
@@ -131,7 +141,11 @@ pub struct FusionModel {
     image: Option<ImageBranch>,
     text: Option<TextBranch>,
     dropout: Dropout,
+    /// Per-sample masks of whole modalities (`FusionModelConfig::modality_dropout`).
+    modality_dropout: Dropout,
     head: Linear,
+    /// Text terms → logits (`FusionModelConfig::wide`).
+    wide: Option<Linear>,
 }
 
 impl FusionModelConfig {
@@ -164,7 +178,8 @@ impl FusionModelConfig {
                 dense: LinearConfig::new(features, self.image_dense).init(device),
             }
         });
-        let text = (self.use_text && text_dim > 0).then(|| TextBranch {
+        let has_text = self.use_text && text_dim > 0;
+        let text = has_text.then(|| TextBranch {
             first: LinearConfig::new(text_dim, self.text_dense).init(device),
             second: LinearConfig::new(self.text_dense, self.text_dense).init(device),
         });
@@ -174,7 +189,9 @@ impl FusionModelConfig {
             image,
             text,
             dropout: DropoutConfig::new(self.dropout).init(),
+            modality_dropout: DropoutConfig::new(self.modality_dropout).init(),
             head: LinearConfig::new(fused.max(1), classes).init(device),
+            wide: (has_text && self.wide).then(|| LinearConfig::new(text_dim, classes).init(device)),
         }
     }
 }
@@ -254,17 +271,47 @@ impl FusionModel {
         self.fuse(features, text)
     }
 
-    /// The image branch's dense layer on pooled backbone features, the text branch, the head.
+    /// The image branch's dense layer on pooled backbone features, the text branch, the head
+    /// plus the wide path.
     fn fuse(&self, image_features: Option<Tensor<2>>, text: Option<Tensor<2>>) -> Tensor<2> {
-        let mut parts = Vec::with_capacity(2);
-        if let (Some(branch), Some(features)) = (&self.image, image_features) {
-            parts.push(relu(branch.dense.forward(features)));
-        }
-        if let (Some(branch), Some(text)) = (&self.text, text) {
-            parts.push(relu(branch.second.forward(relu(branch.first.forward(text)))));
-        }
+        let image = match (&self.image, image_features) {
+            (Some(branch), Some(features)) => Some(relu(branch.dense.forward(features))),
+            _ => None,
+        };
+        let wide = match (&self.wide, &text) {
+            (Some(wide), Some(text)) => Some(wide.forward(text.clone())),
+            _ => None,
+        };
+        let text = match (&self.text, text) {
+            (Some(branch), Some(text)) => Some(relu(branch.second.forward(relu(branch.first.forward(text))))),
+            _ => None,
+        };
+        let (image, text, wide) = match (image, text) {
+            (Some(image), Some(text)) if self.modality_dropout.prob > 0.0 && image.is_autodiff() => {
+                let mask = || self.modality_dropout.forward(Tensor::ones([image.dims()[0], 1], &image.device()));
+                let (image_mask, text_mask) = (mask(), mask());
+                let wide = wide.map(|wide| wide * text_mask.clone());
+                (Some(image * image_mask), Some(text * text_mask), wide)
+            }
+            (image, text) => (image, text, wide),
+        };
+        let mut parts: Vec<Tensor<2>> = image.into_iter().chain(text).collect();
         let fused = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) };
-        self.head.forward(self.dropout.forward(fused))
+        let logits = self.head.forward(self.dropout.forward(fused));
+        match wide {
+            Some(wide) => logits + wide,
+            None => logits,
+        }
+    }
+
+    /// The parameters of the text layers (the text branch's two layers and
+    /// the wide path), which train at their own learning rate
+    /// ([`crate::OptimizerConfig::text_learning_rate`]).
+    pub fn text_parameters(&self) -> Vec<ParamId> {
+        let layers = self.text.iter().flat_map(|branch| [&branch.first, &branch.second]).chain(&self.wide);
+        layers
+            .flat_map(|layer| std::iter::once(layer.weight.id).chain(layer.bias.as_ref().map(|bias| bias.id)))
+            .collect()
     }
 
     pub fn has_images(&self) -> bool {

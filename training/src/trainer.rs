@@ -20,7 +20,6 @@ use std::time::Instant;
 use lakecat_core::{Bundle, Progress, Quiet, Taxonomy, TrainingSource};
 use serde::Serialize;
 
-use crate::Result;
 use crate::config::TrainingConfig;
 use crate::data::Example;
 use crate::export::export_bundle;
@@ -29,6 +28,7 @@ use crate::fit::{Calibrated, EpochRecord, Fitted, calibrate, fit};
 use crate::metrics::Metrics;
 use crate::model::FusionModel;
 use crate::prepare::{Inputs, Prepared, encode, prepare};
+use crate::{Error, Result};
 
 /// Trains a [`FusionModel`] into a bundle. Configure with the `with_*` methods, then [`fit`](Self::fit).
 #[derive(Debug, Clone)]
@@ -172,7 +172,17 @@ impl FusionTrainer {
         config.validate()?;
         let prepared = prepare(examples, self.taxonomy.as_ref(), &config.data)?;
         let inputs = encode(examples, &prepared, config, &*self.features, &*self.progress)?;
-        let trained = calibrate(fit(config, &prepared, &inputs, &*self.progress)?);
+        let fitted = if config.deterministic {
+            // burn's CPU backend splits products and sums over rayon's threads.
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .map_err(|error| Error::Setting(format!("`deterministic`: cannot start its thread: {error}")))?
+                .install(|| fit(config, &prepared, &inputs, &*self.progress))?
+        } else {
+            fit(config, &prepared, &inputs, &*self.progress)?
+        };
+        let trained = calibrate(fitted);
         self.progress.start("exporting to ONNX", None);
         let started = Instant::now();
         let bundle = export_bundle(
@@ -192,7 +202,6 @@ impl FusionTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Error;
     use crate::model::Backbone;
     use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb};
     use lakecat_core::CharNgrams;
@@ -353,6 +362,33 @@ mod tests {
         assert!(error.to_string().contains("1 <= min <= max <= 8, not 5-3"), "{error}");
     }
 
+    /// The same seed, data and configuration in deterministic mode: the same weights, bit for bit.
+    #[test]
+    fn deterministic_runs_give_identical_weights() {
+        let ids: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
+        let (red, blue) = (solid([220, 20, 20]), solid([20, 20, 220]));
+        let data = examples(&ids, &red, &blue);
+        let config = quick().with_deterministic(true);
+        // The exported graph's weights in graph order (their names carry random parameter ids).
+        let weights = || {
+            use onnx_ir::Message;
+            let dir = tempfile::tempdir().unwrap();
+            let report = FusionTrainer::new("unit").with_config(config.clone()).fit(&data, dir.path()).unwrap();
+            let graph = onnx_ir::ModelProto::parse_from_bytes(&std::fs::read(report.bundle.model_path()).unwrap())
+                .unwrap()
+                .graph
+                .unwrap();
+            let tensors: Vec<(Vec<u8>, Vec<f32>)> =
+                graph.initializer.iter().map(|tensor| (tensor.raw_data.to_vec(), tensor.float_data.clone())).collect();
+            (tensors, report.temperature)
+        };
+        let (first, second) = (weights(), weights());
+        let values: usize = first.0.iter().map(|(raw, floats)| raw.len() / 4 + floats.len()).sum();
+        assert!(values > 100, "the graph holds its weights ({values} values)");
+        assert!(first.0 == second.0, "the exported weights differ");
+        assert_eq!(first.1, second.1, "the calibrated temperatures differ");
+    }
+
     #[test]
     fn exports_text_only_and_image_only_models() {
         let ids: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
@@ -368,6 +404,9 @@ mod tests {
             if let Some(text) = report.bundle.text() {
                 // The scoring side rebuilds the same terms: the n-gram range travels in the bundle.
                 assert_eq!(text.spec().char_ngrams, TrainingConfig::new().text.char_ngrams);
+                // So do the idf weights: scoring weighs the terms as training did.
+                assert_eq!(text.spec().encoding, lakecat_core::TextEncoding::TfIdf);
+                assert_eq!(text.spec().idf.len(), text.dim());
                 assert!(text.spec().vocabulary.iter().any(|term| term == "#<sho"), "{:?}", text.spec().vocabulary);
             }
         }
