@@ -96,13 +96,20 @@ def split_and_min_count(manifest_path):
     return recorded["split"], recorded.get("min_count", 1)
 
 
-def main(dataset, products, manifest_path):
-    id_column, text_of, path_of = DATASETS[dataset]
-    split, min_count = split_and_min_count(manifest_path)
+def validation_test(split):
+    """Whether a product id is in the validation split (lakecat_core::split::Split)."""
 
     def is_validation(product_id):
         head = int.from_bytes(blake3((split["salt"] + product_id).encode()).digest()[:8], "big")
         return head < split["validation_fraction"] * 2**64
+
+    return is_validation
+
+
+def main(dataset, products, manifest_path):
+    id_column, text_of, path_of = DATASETS[dataset]
+    split, min_count = split_and_min_count(manifest_path)
+    is_validation = validation_test(split)
 
     rows = [row for row in csv.DictReader(open(products, encoding="utf-8")) if row[id_column] and path_of(row)[0]]
     classes = pruned_paths([tuple(path_of(row)) for row in rows], min_count)
@@ -139,6 +146,7 @@ def main(dataset, products, manifest_path):
             {
                 "model": "linear text baseline: TF-IDF words+pairs+char 3-5-grams, LinearSVC",
                 "dataset": dataset,
+                "products": products,
                 "top1": round(leaf, 4),
                 "per_level": per_level,
                 "C": search.best_params_["linearsvc__C"],

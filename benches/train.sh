@@ -8,7 +8,10 @@
 #      on its validation split;
 #   2. a bag-of-words baseline on titles alone on the same split for reference
 #      (scikit-learn logistic regression, from PyPI into .venv);
-#   3. flipkart (729 products, long descriptions): level-2 top-1.
+#   3. flipkart (729 products, long descriptions): level-2 top-1;
+#   4. the text-only linear baseline on each default bundle's split (benches/linear_baseline.py);
+#   5. the category's own words removed from the validation rows' titles
+#      (benches/category_words.py): the default and text-only bundles, and the baseline, again.
 # Results as JSON lines in $WORK/results.jsonl; benches/TRAINING.md reports a run.
 #   benches/train.sh [PROFILE]      PROFILE: release (default, as the target says) or dev
 set -euo pipefail
@@ -95,3 +98,19 @@ PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 benches
 PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 benches/linear_baseline.py flipkart \
   "$DATA/flipkart/products.csv" "$WORK/models/flipkart/manifest.json" >> "$RESULTS"
 tail -2 "$RESULTS"
+# Where images earn their keep: the validation rows' titles without the words of any category
+# name; the same bundles evaluated on them, and the baseline trained and scored on them.
+PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 benches/category_words.py fashion \
+  "$DATA/fashion/products.csv" "$WORK/models/fashion" "$WORK/fashion-no-category-words.csv" >> "$RESULTS"
+"$BIN" import "$WORK/fashion-no-category-words.csv" --output "$WORK/fashion-no-category-words" --id id \
+  --title productDisplayName --images "$DATA/fashion/images" --labels masterCategory,subCategory,articleType > /dev/null
+for name in fashion fashion-text-only; do
+  "$BIN" eval --model "$WORK/models/$name" --table "$WORK/fashion-no-category-words@0" \
+    --output "$WORK/eval/$name-no-category-words" --json > "$WORK/$name-no-category-words.eval.json"
+  python3 -c "import json, sys; m = json.load(open(sys.argv[2]))['metrics']
+print(json.dumps({'model': sys.argv[1] + ', category words removed', 'top1': m['top1'], 'per_level': m['per_level']}))" \
+    "$name" "$WORK/$name-no-category-words.eval.json" >> "$RESULTS"
+done
+PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 benches/linear_baseline.py fashion \
+  "$WORK/fashion-no-category-words.csv" "$WORK/models/fashion/manifest.json" >> "$RESULTS"
+tail -4 "$RESULTS"
