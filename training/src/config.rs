@@ -40,7 +40,8 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Train on one thread, so that a run with the same seed and data gives the same weights bit
     /// for bit (with several threads, the order in which partial sums meet varies from run to
-    /// run); about twice as slow on 2 cores. Image features from ONNX Runtime are not affected.
+    /// run); about twice as slow on 2 cores. Image features from ONNX Runtime are not affected,
+    /// and burn's random numbers come from one generator per process: one training at a time.
     #[config(default = false)]
     pub deterministic: bool,
 }

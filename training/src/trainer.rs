@@ -363,8 +363,22 @@ mod tests {
     }
 
     /// The same seed, data and configuration in deterministic mode: the same weights, bit for bit.
+    /// burn draws its random numbers from one generator per process, which the tests running
+    /// alongside would draw from too, so the two runs happen in a test process of their own.
     #[test]
     fn deterministic_runs_give_identical_weights() {
+        let test = "trainer::tests::two_deterministic_runs";
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--ignored", "--test-threads", "1"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.contains("1 passed"), "{stdout}");
+    }
+
+    #[test]
+    #[ignore = "run alone by deterministic_runs_give_identical_weights"]
+    fn two_deterministic_runs() {
         let ids: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
         let (red, blue) = (solid([220, 20, 20]), solid([20, 20, 220]));
         let data = examples(&ids, &red, &blue);
