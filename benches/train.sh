@@ -70,17 +70,13 @@ train flipkart flipkart --min-count 5
 
 # Reference: bag-of-words logistic regression on titles, on the same validation split.
 scripts/setup.sh --bench-python
-PYTHONPATH="$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 - "$DATA/fashion/products.csv" "$WORK/models/fashion/manifest.json" >> "$RESULTS" <<'PY'
+PYTHONPATH="benches:$(ls -d .venv/lib/python3*/site-packages | head -1)" python3 - "$DATA/fashion/products.csv" "$WORK/models/fashion/manifest.json" >> "$RESULTS" <<'PY'
 import csv, json, sys
-from blake3 import blake3
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
+from linear_baseline import split_and_min_count, validation_test
 rows = list(csv.DictReader(open(sys.argv[1])))
-recorded = json.load(open(sys.argv[2]))["hyperparameters"]
-split = recorded["data"]["split"] if "data" in recorded else recorded["split"]
-def validation(i):
-    head = int.from_bytes(blake3((split["salt"] + i).encode()).digest()[:8], "big")
-    return head < split["validation_fraction"] * 2**64
+validation = validation_test(split_and_min_count(sys.argv[2])[0])
 label = lambda r: " > ".join([r["masterCategory"], r["subCategory"], r["articleType"]])
 train = [r for r in rows if not validation(r["id"])]
 test = [r for r in rows if validation(r["id"])]

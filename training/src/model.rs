@@ -286,6 +286,8 @@ impl FusionModel {
             (Some(branch), Some(text)) => Some(relu(branch.second.forward(relu(branch.first.forward(text))))),
             _ => None,
         };
+        // Dropout would pass these through outside training, but the multiplications by its
+        // masks would still be traced into the exported graph (with the traced batch size).
         let (image, text, wide) = match (image, text) {
             (Some(image), Some(text)) if self.modality_dropout.prob > 0.0 && image.is_autodiff() => {
                 let mask = || self.modality_dropout.forward(Tensor::ones([image.dims()[0], 1], &image.device()));
