@@ -11,7 +11,10 @@ use std::io::Cursor;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use lakecat_core::taxonomy::split_path;
-use lakecat_core::{CharNgrams, ImagePreprocessor, ImageSpec, Taxonomy, TextSpec, TextVectorizer};
+use lakecat_core::{
+    CharNgrams, ImagePreprocessor, ImageSpec, NgramBuckets, Taxonomy, TextEncoding, TextSpec, TextVectorizer,
+};
+use lakecat_training::TrainingConfig;
 use lakecat_udfs::prediction::{PredictionBuilder, PredictionSettings};
 
 /// A small deterministic generator (xorshift64*), so every run benchmarks the same inputs.
@@ -104,15 +107,27 @@ fn vectorize(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("vectorize");
     group.throughput(Throughput::Elements(uniform.len() as u64));
-    // Words, word pairs, and words with the character 3-5-grams that `lakecat train` uses by default.
-    let char_ngrams = Some(CharNgrams { min: 3, max: 5 });
+    // Words, word pairs, and words with character 3-5-grams in the vocabulary or hashed into
+    // buckets (`lakecat train`'s default), all TF-IDF-weighted as `lakecat train` weighs them.
     for (words, rows) in [("uniform", &uniform), ("zipf", &zipf)] {
-        for (name, ngrams, char_ngrams) in [("1gram", 1, None), ("2gram", 2, None), ("1gram_char3-5", 1, char_ngrams)] {
-            let spec = TextSpec { max_ngram: ngrams, char_ngrams, ..TextSpec::with_defaults() };
+        for (name, spec) in text_specs() {
             bench_vectorizer(&mut group, &format!("512_rows_{words}_{name}"), spec, rows);
         }
     }
     group.finish();
+}
+
+/// The vectorizer settings compared, by name.
+fn text_specs() -> [(&'static str, TextSpec); 4] {
+    let tf_idf = TextSpec { encoding: TextEncoding::TfIdf, ..TextSpec::with_defaults() };
+    let char_ngrams = TextSpec { char_ngrams: Some(CharNgrams { min: 3, max: 5 }), ..tf_idf.clone() };
+    let buckets = TrainingConfig::new().text.ngram_buckets.map(NgramBuckets::new);
+    [
+        ("1gram", tf_idf.clone()),
+        ("2gram", TextSpec { max_ngram: 2, ..tf_idf }),
+        ("1gram_char3-5", char_ngrams.clone()),
+        ("1gram_char3-5_buckets", TextSpec { ngram_buckets: buckets, ..char_ngrams }),
+    ]
 }
 
 /// Fits a vectorizer with `spec` on `rows` (title, description) and times encoding them all.
@@ -125,17 +140,17 @@ fn bench_vectorizer(
     let texts = rows.iter().flat_map(|(title, description)| [title.as_str(), description.as_str()]);
     let vectorizer = TextVectorizer::fit(spec, texts, 2, 20_000).expect("vocabulary");
     group.bench_function(format!("{name}_{}_terms", vectorizer.dim()), |b| {
-        // A zeroed tensor per iteration, made outside the timing (this crate is not optimised in
-        // the dev profile; the vectorizer is).
-        b.iter_batched_ref(
-            || vec![0.0f32; rows.len() * vectorizer.dim()],
-            |out| {
-                for ((title, description), slot) in rows.iter().zip(out.chunks_mut(vectorizer.dim())) {
+        // As scoring does: one tensor of 64 rows (the default `--batch-size`) reused from batch
+        // to batch, each row encoded into its slice (which `encode_into` zeroes first).
+        let mut tensor = vec![0.0f32; 64 * vectorizer.dim()];
+        b.iter(|| {
+            for batch in rows.chunks(64) {
+                for ((title, description), slot) in batch.iter().zip(tensor.chunks_mut(vectorizer.dim())) {
                     vectorizer.encode_into(Some(title), Some(description), slot).expect("fits");
                 }
-            },
-            BatchSize::LargeInput,
-        )
+                black_box(&tensor);
+            }
+        })
     });
 }
 
@@ -187,8 +202,7 @@ fn vectorize_real(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("vectorize_real");
     group.throughput(Throughput::Elements(rows.len() as u64));
-    for (name, char_ngrams) in [("words", None), ("words_char3-5", Some(CharNgrams { min: 3, max: 5 }))] {
-        let spec = TextSpec { char_ngrams, ..TextSpec::with_defaults() };
+    for (name, spec) in text_specs().into_iter().filter(|(name, _)| *name != "2gram") {
         bench_vectorizer(&mut group, &format!("flipkart_{}_rows_{name}", rows.len()), spec, &rows);
     }
     group.finish();

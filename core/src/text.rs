@@ -23,16 +23,69 @@ pub struct TextSpec {
     /// existed: words only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub char_ngrams: Option<CharNgrams>,
+    /// Character n-grams hashed into input positions after the vocabulary's instead of kept in
+    /// it as `#` terms (absent in bundles made before: in the vocabulary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ngram_buckets: Option<NgramBuckets>,
     /// `multi_hot` (1.0 when a term occurs), `counts` (occurrences) or `tf_idf`.
     pub encoding: TextEncoding,
-    /// Inverse document frequency of each input position (`tf_idf` only; empty otherwise).
+    /// Inverse document frequency of each input position, buckets included (`tf_idf` only;
+    /// empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub idf: Vec<f32>,
     /// A title or description longer than this (in bytes) is refused for that row instead of
     /// being silently cut.
     pub max_field_bytes: usize,
-    /// Term of each input position, in input order.
+    /// Term of each input position, in input order (n-gram buckets follow).
     pub vocabulary: Vec<String>,
+}
+
+/// Character n-grams hashed into `count` buckets, as fastText does: an n-gram costs a hash
+/// instead of a lookup, and one never seen in training still shares a bucket with seen ones.
+/// The hash is named in the bundle, so that training and scoring cannot disagree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NgramBuckets {
+    pub count: u32,
+    pub hash: NgramHash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NgramHash {
+    /// 32-bit FNV-1a of the framed n-gram's UTF-8 bytes (`<sh`), modulo the bucket count.
+    #[serde(rename = "fnv1a_32")]
+    Fnv1a32,
+}
+
+impl NgramBuckets {
+    /// The most buckets a vectorizer accepts: each is a float per row in every batch.
+    pub const MAX_COUNT: u32 = 1 << 22;
+
+    pub fn new(count: u32) -> Self {
+        Self { count, hash: NgramHash::Fnv1a32 }
+    }
+
+    pub fn validate(self) -> Result<Self> {
+        if self.count == 0 || self.count > Self::MAX_COUNT {
+            return Err(Error::Vectorizer(format!(
+                "character n-gram buckets must number 1 to {}, not {}",
+                Self::MAX_COUNT,
+                self.count
+            )));
+        }
+        Ok(self)
+    }
+
+    fn bucket(self, hash: u32) -> u32 {
+        match self.hash {
+            NgramHash::Fnv1a32 => hash % self.count,
+        }
+    }
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+fn fnv1a(hash: u32, bytes: &[u8]) -> u32 {
+    bytes.iter().fold(hash, |hash, &byte| (hash ^ byte as u32).wrapping_mul(0x0100_0193))
 }
 
 /// Character n-grams of `min..=max` characters of each word framed as `<word>`, kept in the
@@ -81,6 +134,7 @@ impl TextSpec {
             min_token_chars: 2,
             max_ngram: 1,
             char_ngrams: None,
+            ngram_buckets: None,
             encoding: TextEncoding::MultiHot,
             max_field_bytes: 64 * 1024,
             vocabulary: Vec::new(),
@@ -110,9 +164,10 @@ pub struct TextVectorizer {
     /// without character n-grams; words outside the vocabulary are cut as usual.
     word_ngrams: Vec<(u32, u32)>,
     ngram_positions: Vec<u32>,
-    /// Character n-grams of at most 7 bytes (those of ASCII words, framing included) → input
+    /// Vocabulary n-grams of at most 7 bytes (those of ASCII words, framing included) → input
     /// position, keyed by their bytes packed into a `u64` ([`packed`]): a lookup builds no string
-    /// and follows no pointer. Longer n-grams are looked up in `index` as `#` + n-gram.
+    /// and follows no pointer. Longer n-grams are looked up in `index` as `#` + n-gram. Empty
+    /// when n-grams are hashed into buckets.
     short_ngrams: FxHashMap<u64, u32>,
 }
 
@@ -136,12 +191,18 @@ impl TextVectorizer {
         if let Some(char_ngrams) = spec.char_ngrams {
             char_ngrams.validate()?;
         }
+        if let Some(buckets) = spec.ngram_buckets {
+            buckets.validate()?;
+            if spec.char_ngrams.is_none() {
+                return Err(Error::Vectorizer("n-gram buckets are set but character n-grams are not".into()));
+            }
+        }
         let weighted = spec.encoding == TextEncoding::TfIdf;
-        if (weighted && spec.idf.len() != spec.vocabulary.len()) || (!weighted && !spec.idf.is_empty()) {
+        let dim = spec.vocabulary.len() + spec.ngram_buckets.map_or(0, |buckets| buckets.count as usize);
+        if (weighted && spec.idf.len() != dim) || (!weighted && !spec.idf.is_empty()) {
             return Err(Error::Vectorizer(format!(
-                "a {:?} vectorizer of {} terms has {} idf weights",
+                "a {:?} vectorizer of {dim} inputs has {} idf weights",
                 spec.encoding,
-                spec.vocabulary.len(),
                 spec.idf.len()
             )));
         }
@@ -154,15 +215,18 @@ impl TextVectorizer {
                 return Err(Error::Vectorizer(format!("the term {term:?} appears twice in the vocabulary")));
             }
         }
-        let short_ngrams = spec
-            .vocabulary
-            .iter()
-            .enumerate()
-            .filter_map(|(position, term)| Some((packed(term.strip_prefix('#')?)?, position as u32)))
-            .collect();
+        let short_ngrams = match spec.ngram_buckets {
+            Some(_) => FxHashMap::default(),
+            None => spec
+                .vocabulary
+                .iter()
+                .enumerate()
+                .filter_map(|(position, term)| Some((packed(term.strip_prefix('#')?)?, position as u32)))
+                .collect(),
+        };
         let mut vectorizer = Self { spec, index, word_ngrams: Vec::new(), ngram_positions: Vec::new(), short_ngrams };
         if let Some(ngrams) = vectorizer.spec.char_ngrams {
-            let (mut scratch, mut term_buffer) = (NgramScratch::default(), String::new());
+            let mut scratch = NgramScratch::default();
             let mut ngram_positions = Vec::new();
             let word_ngrams = vectorizer
                 .spec
@@ -172,8 +236,8 @@ impl TextVectorizer {
                     let start = ngram_positions.len() as u32;
                     // Words are alphanumeric runs; pairs hold a space and n-grams start with `#`.
                     if is_word(term) {
-                        for_each_char_ngram(ngrams, term, &mut scratch, |ngram| {
-                            ngram_positions.extend(vectorizer.ngram_position(ngram, &mut term_buffer));
+                        vectorizer.for_each_ngram_position(ngrams, term, &mut scratch, |position| {
+                            ngram_positions.push(position)
                         });
                     }
                     (start, ngram_positions.len() as u32)
@@ -184,23 +248,48 @@ impl TextVectorizer {
         Ok(vectorizer)
     }
 
+    /// Calls `visit` with the input position of each character n-gram of `word` that has one:
+    /// its bucket, or its place in the vocabulary if there.
+    fn for_each_ngram_position(
+        &self,
+        ngrams: CharNgrams,
+        word: &str,
+        scratch: &mut NgramScratch,
+        mut visit: impl FnMut(u32),
+    ) {
+        match self.spec.ngram_buckets {
+            Some(buckets) => {
+                let first_bucket = self.spec.vocabulary.len() as u32;
+                for_each_ngram_hash(ngrams, word, scratch, |hash| visit(first_bucket + buckets.bucket(hash)));
+            }
+            None => for_each_char_ngram(ngrams, word, scratch, |ngram| {
+                if let Some(position) = self.vocabulary_ngram_position(ngram) {
+                    visit(position)
+                }
+            }),
+        }
+    }
+
     /// The input position of the character n-gram `ngram` (without its `#`), if in the
-    /// vocabulary; `term` is a buffer for n-grams too long to pack.
-    fn ngram_position(&self, ngram: &str, term: &mut String) -> Option<u32> {
+    /// vocabulary.
+    fn vocabulary_ngram_position(&self, ngram: &str) -> Option<u32> {
         match packed(ngram) {
             Some(key) => self.short_ngrams.get(&key).copied(),
             None => {
-                term.clear();
-                term.push('#');
-                term.push_str(ngram);
-                self.index.get(term.as_str()).copied()
+                // `#` + at most `CharNgrams::MAX_CHARS` characters of 4 bytes, built on the stack.
+                let mut term = [0u8; 1 + 4 * CharNgrams::MAX_CHARS];
+                let term = term.get_mut(..=ngram.len())?;
+                term[0] = b'#';
+                term[1..].copy_from_slice(ngram.as_bytes());
+                self.index.get(std::str::from_utf8(term).ok()?).copied()
             }
         }
     }
 
     /// Learns a vocabulary from training texts: terms found in at least `min_document_count`
     /// texts, the `max_terms` most frequent kept (ties broken alphabetically, so the result is
-    /// deterministic). For `tf_idf`, also each term's smoothed inverse document frequency,
+    /// deterministic); with n-gram buckets, the vocabulary holds words (and pairs) only. For
+    /// `tf_idf`, also each input's smoothed inverse document frequency,
     /// `ln((1 + texts) / (1 + texts with the term)) + 1` (scikit-learn's).
     pub fn fit<'a>(
         settings: TextSpec,
@@ -208,16 +297,33 @@ impl TextVectorizer {
         min_document_count: usize,
         max_terms: usize,
     ) -> Result<Self> {
+        // With buckets, the vocabulary's terms are words and pairs, and each bucket has a count.
+        let hashed = settings.ngram_buckets.zip(settings.char_ngrams);
+        let vocabulary_terms =
+            TextSpec { char_ngrams: settings.char_ngrams.filter(|_| hashed.is_none()), ..settings.clone() };
+        let mut bucket_counts = vec![0usize; hashed.map_or(0, |(buckets, _)| buckets.count as usize)];
         let mut document_counts: HashMap<String, usize> = HashMap::new();
-        let (mut terms, mut documents) = (Vec::new(), 0usize);
+        let (mut terms, mut buckets_seen, mut documents) = (Vec::new(), Vec::new(), 0usize);
+        let mut scratch = NgramScratch::default();
         for text in texts {
             documents += 1;
             terms.clear();
-            tokenize(&settings, text, &mut terms);
+            tokenize(&vocabulary_terms, text, &mut terms);
             terms.sort_unstable();
             terms.dedup();
             for term in &terms {
                 *document_counts.entry(term.clone()).or_default() += 1;
+            }
+            if let Some((buckets, ngrams)) = hashed {
+                buckets_seen.clear();
+                for word in terms.iter().filter(|term| is_word(term)) {
+                    for_each_ngram_hash(ngrams, word, &mut scratch, |hash| buckets_seen.push(buckets.bucket(hash)));
+                }
+                buckets_seen.sort_unstable();
+                buckets_seen.dedup();
+                for &bucket in &buckets_seen {
+                    bucket_counts[bucket as usize] += 1;
+                }
             }
         }
         let mut ranked: Vec<(String, usize)> =
@@ -228,7 +334,9 @@ impl TextVectorizer {
         let idf = match settings.encoding {
             TextEncoding::TfIdf => ranked
                 .iter()
-                .map(|(_, count)| (((1 + documents) as f64 / (1 + count) as f64).ln() + 1.0) as f32)
+                .map(|(_, count)| count)
+                .chain(&bucket_counts)
+                .map(|count| (((1 + documents) as f64 / (1 + count) as f64).ln() + 1.0) as f32)
                 .collect(),
             TextEncoding::MultiHot | TextEncoding::Counts => Vec::new(),
         };
@@ -240,9 +348,9 @@ impl TextVectorizer {
         &self.spec
     }
 
-    /// Length of the text input vector.
+    /// Length of the text input vector: the vocabulary, then the n-gram buckets.
     pub fn dim(&self) -> usize {
-        self.spec.vocabulary.len()
+        self.spec.vocabulary.len() + self.spec.ngram_buckets.map_or(0, |buckets| buckets.count as usize)
     }
 
     /// The terms of `text` as the vectorizer sees them (lower-cased words, then word pairs, then
@@ -261,8 +369,8 @@ impl TextVectorizer {
         Ok(())
     }
 
-    /// Writes the vector of title + description into `out` (length [`Self::dim`]), which must be
-    /// zeroed. NULL fields contribute nothing.
+    /// Overwrites `out` (length [`Self::dim`]) with the vector of title + description. NULL
+    /// fields contribute nothing; a refused row leaves `out` zeroed.
     pub fn encode_into(
         &self,
         title: Option<&str>,
@@ -270,78 +378,90 @@ impl TextVectorizer {
         out: &mut [f32],
     ) -> Result<(), TextError> {
         debug_assert_eq!(out.len(), self.dim());
-        // Both fields are checked before any term is written: a refused row leaves `out` zeroed.
+        // Zeroed here, just before its terms are written, so that the row is in cache when they
+        // are: zeroing a whole batch first left each term's write a miss (half the time taken).
+        out.fill(0.0);
+        // Both fields are checked before any term is written.
         for (field, text) in [("title", title), ("description", description)] {
             if let Some(text) = text {
                 self.check_field(field, text)?;
             }
         }
-        // The positions written, for TF-IDF's weighting afterwards (not a pass over all terms).
-        let mut written = Vec::new();
-        let mut set = |position: u32, out: &mut [f32]| {
-            let slot = &mut out[position as usize];
-            match self.spec.encoding {
-                TextEncoding::MultiHot => *slot = 1.0,
-                TextEncoding::Counts => *slot += 1.0,
-                TextEncoding::TfIdf => {
-                    if *slot == 0.0 {
-                        written.push(position);
-                    }
-                    *slot += 1.0
-                }
-            }
-        };
-        let (mut scratch, mut ngram_scratch) = (Scratch::default(), NgramScratch::default());
-        let (mut word_positions, mut term) = (Vec::new(), String::new());
+        ENCODE_SCRATCH.with_borrow_mut(|scratch| self.encode_with(title, description, scratch, out));
+        Ok(())
+    }
+
+    /// [`Self::encode_into`] with buffers kept from row to row.
+    fn encode_with(
+        &self,
+        title: Option<&str>,
+        description: Option<&str>,
+        scratch: &mut EncodeScratch,
+        out: &mut [f32],
+    ) {
+        let EncodeScratch { words, word_positions, ngram, written } = scratch;
+        words.words.clear();
+        words.bounds.clear();
+        word_positions.clear();
+        written.clear();
+        let encoding = self.spec.encoding;
+        // The words of both fields stay in `words`, each with its input position if known.
         for text in [title, description].into_iter().flatten() {
-            word_positions.clear();
-            for_each_word_and_pair(&self.spec, text, &mut scratch, |term, is_word| {
+            for_each_word_and_pair(&self.spec, text, words, |term, is_word| {
                 let position = self.index.get(term).copied();
                 if is_word {
                     word_positions.push(position);
                 }
                 if let Some(position) = position {
-                    set(position, out);
+                    add_term(encoding, out, written, position, 1);
                 }
             });
-            let Some(ngrams) = self.spec.char_ngrams else { continue };
-            for (bounds, position) in scratch.bounds.iter().zip(&word_positions) {
-                // A word found in the vocabulary is a vocabulary word: its n-grams are known.
-                match position.map(|position| self.word_ngrams[position as usize]) {
-                    Some((start, end)) => {
-                        for &position in &self.ngram_positions[start as usize..end as usize] {
-                            set(position, out);
-                        }
-                    }
-                    None => for_each_char_ngram(ngrams, &scratch.words[bounds.clone()], &mut ngram_scratch, |ngram| {
-                        if let Some(position) = self.ngram_position(ngram, &mut term) {
-                            set(position, out);
-                        }
-                    }),
-                }
+        }
+        let Some(ngrams) = self.spec.char_ngrams else { return self.weigh(written, out) };
+        // So far `written` holds each distinct known word (and pair) once, and `out` its count:
+        // its n-grams are added once, times that count (a word has ~20 n-grams, and
+        // descriptions repeat their words: Flipkart, 39% of a field's words).
+        for index in 0..written.len() {
+            let position = written[index] as usize;
+            // A word found in the vocabulary is a vocabulary word: its n-grams are known.
+            let (start, end) = self.word_ngrams[position];
+            let count = out[position] as u32;
+            for &ngram_position in &self.ngram_positions[start as usize..end as usize] {
+                add_term(encoding, out, written, ngram_position, count);
             }
         }
+        for (bounds, position) in words.bounds.iter().zip(word_positions.iter()) {
+            if position.is_none() {
+                self.for_each_ngram_position(ngrams, &words.words[bounds.clone()], ngram, |position| {
+                    add_term(encoding, out, written, position, 1)
+                });
+            }
+        }
+        self.weigh(written, out);
+    }
+
+    /// TF-IDF's weighting of the counts at the positions `written`; nothing for other encodings.
+    fn weigh(&self, written: &[u32], out: &mut [f32]) {
         if self.spec.encoding == TextEncoding::TfIdf {
             let mut squares = 0.0f32;
-            for &position in &written {
+            let sublinear_tf = &*SUBLINEAR_TF;
+            for &position in written {
                 let slot = &mut out[position as usize];
-                *slot = (1.0 + slot.ln()) * self.spec.idf[position as usize];
+                let tf = sublinear_tf.get(*slot as usize).copied().unwrap_or_else(|| 1.0 + slot.ln());
+                *slot = tf * self.spec.idf[position as usize];
                 squares += *slot * *slot;
             }
             let scale = 1.0 / squares.sqrt();
-            for &position in &written {
+            for &position in written {
                 out[position as usize] *= scale;
             }
         }
-        Ok(())
     }
 }
 
 /// Appends the terms of `text` to `terms`.
 fn tokenize(spec: &TextSpec, text: &str, terms: &mut Vec<String>) {
-    for_each_term(spec, text, &mut Scratch::default(), &mut NgramScratch::default(), |term| {
-        terms.push(term.to_string())
-    });
+    for_each_term(spec, text, |term| terms.push(term.to_string()));
 }
 
 /// Whether a vocabulary term is a word (not a word pair or a character n-gram).
@@ -349,7 +469,40 @@ fn is_word(term: &str) -> bool {
     term.chars().all(char::is_alphanumeric)
 }
 
-/// Buffers reused across the words of a text, so that scoring allocates per row, not per term.
+/// Adds `count` occurrences of the term at `position` (sets it, for multi-hot), noting the
+/// position in `written` the first time.
+fn add_term(encoding: TextEncoding, out: &mut [f32], written: &mut Vec<u32>, position: u32, count: u32) {
+    let slot = &mut out[position as usize];
+    if *slot == 0.0 {
+        written.push(position);
+    }
+    match encoding {
+        TextEncoding::MultiHot => *slot = 1.0,
+        TextEncoding::Counts | TextEncoding::TfIdf => *slot += count as f32,
+    }
+}
+
+/// `1 + ln(count)` for the counts most terms have, so that weighing a row calls `ln` rarely.
+static SUBLINEAR_TF: std::sync::LazyLock<[f32; 64]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|count| 1.0 + (count as f32).ln()));
+
+thread_local! {
+    /// Buffers of [`TextVectorizer::encode_into`], kept per thread so that a row allocates
+    /// nothing once they have grown.
+    static ENCODE_SCRATCH: std::cell::RefCell<EncodeScratch> = Default::default();
+}
+
+#[derive(Default)]
+struct EncodeScratch {
+    words: Scratch,
+    /// Per word of `words`: its input position, if in the vocabulary.
+    word_positions: Vec<Option<u32>>,
+    ngram: NgramScratch,
+    /// The input positions set, each once.
+    written: Vec<u32>,
+}
+
+/// The words of a row's texts, back to back, and the word pair being built.
 #[derive(Default)]
 struct Scratch {
     /// The words, as looked up, back to back.
@@ -371,18 +524,13 @@ struct NgramScratch {
 /// Calls `visit` with each term of `text`: its words (maximal alphanumeric runs of at least
 /// `min_token_chars` characters, lower-cased if asked), then each pair of adjacent words, then
 /// the character n-grams of each word ([`CharNgrams`]).
-fn for_each_term(
-    spec: &TextSpec,
-    text: &str,
-    scratch: &mut Scratch,
-    ngram_scratch: &mut NgramScratch,
-    mut visit: impl FnMut(&str),
-) {
-    for_each_word_and_pair(spec, text, scratch, |term, _| visit(term));
+fn for_each_term(spec: &TextSpec, text: &str, mut visit: impl FnMut(&str)) {
+    let mut scratch = Scratch::default();
+    for_each_word_and_pair(spec, text, &mut scratch, |term, _| visit(term));
     if let Some(ngrams) = spec.char_ngrams {
-        let mut term = String::new();
+        let (mut ngram_scratch, mut term) = (NgramScratch::default(), String::new());
         for word in &scratch.bounds {
-            for_each_char_ngram(ngrams, &scratch.words[word.clone()], ngram_scratch, |ngram| {
+            for_each_char_ngram(ngrams, &scratch.words[word.clone()], &mut ngram_scratch, |ngram| {
                 term.clear();
                 term.push('#');
                 term.push_str(ngram);
@@ -393,10 +541,10 @@ fn for_each_term(
 }
 
 /// Calls `visit(term, is_word)` with each word of `text`, then each pair of adjacent words
-/// (`max_ngram` 2); the words stay in `scratch.words` at `scratch.bounds`.
+/// (`max_ngram` 2); the words are appended to `scratch.words` and their places to
+/// `scratch.bounds`, after those of earlier texts (pairs stay within one text).
 fn for_each_word_and_pair(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str, bool)) {
-    scratch.words.clear();
-    scratch.bounds.clear();
+    let first_word = scratch.bounds.len();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         if word.chars().count() < spec.min_token_chars {
             continue;
@@ -414,7 +562,7 @@ fn for_each_word_and_pair(spec: &TextSpec, text: &str, scratch: &mut Scratch, mu
         visit(&scratch.words[start..], true);
     }
     if spec.max_ngram == 2 {
-        for adjacent in scratch.bounds.windows(2) {
+        for adjacent in scratch.bounds[first_word..].windows(2) {
             scratch.pair.clear();
             scratch.pair.push_str(&scratch.words[adjacent[0].clone()]);
             scratch.pair.push(' ');
@@ -424,21 +572,48 @@ fn for_each_word_and_pair(spec: &TextSpec, text: &str, scratch: &mut Scratch, mu
     }
 }
 
+impl NgramScratch {
+    /// Frames `word` as `<word>` and notes where each of its characters starts (n-grams count
+    /// characters, not bytes); returns the number of characters.
+    fn frame(&mut self, word: &str) -> usize {
+        self.framed.clear();
+        self.framed.push('<');
+        self.framed.push_str(word);
+        self.framed.push('>');
+        self.char_starts.clear();
+        if self.framed.is_ascii() {
+            self.char_starts.extend(0..self.framed.len());
+        } else {
+            self.char_starts.extend(self.framed.char_indices().map(|(offset, _)| offset));
+        }
+        self.char_starts.push(self.framed.len());
+        self.char_starts.len() - 1
+    }
+}
+
 /// Calls `visit` with each character n-gram of `word` framed as `<word>` (without the `#` the
 /// vocabulary prefixes), shortest first, left to right.
 fn for_each_char_ngram(ngrams: CharNgrams, word: &str, scratch: &mut NgramScratch, mut visit: impl FnMut(&str)) {
-    scratch.framed.clear();
-    scratch.framed.push('<');
-    scratch.framed.push_str(word);
-    scratch.framed.push('>');
-    // N-grams count characters, not bytes: note where each character starts.
-    scratch.char_starts.clear();
-    scratch.char_starts.extend(scratch.framed.char_indices().map(|(offset, _)| offset));
-    scratch.char_starts.push(scratch.framed.len());
-    let chars = scratch.char_starts.len() - 1;
+    let chars = scratch.frame(word);
     for n in ngrams.min..=ngrams.max.min(chars) {
         for first in 0..=chars - n {
             visit(&scratch.framed[scratch.char_starts[first]..scratch.char_starts[first + n]]);
+        }
+    }
+}
+
+/// Calls `visit` with the FNV-1a hash of each n-gram [`for_each_char_ngram`] gives (in another
+/// order), each hashed as it grows from its first character, so that none is copied.
+fn for_each_ngram_hash(ngrams: CharNgrams, word: &str, scratch: &mut NgramScratch, mut visit: impl FnMut(u32)) {
+    let chars = scratch.frame(word);
+    let (bytes, starts) = (scratch.framed.as_bytes(), &scratch.char_starts);
+    for first in 0..chars {
+        let mut hash = FNV_OFFSET;
+        for end in first + 1..=chars.min(first + ngrams.max) {
+            hash = fnv1a(hash, &bytes[starts[end - 1]..starts[end]]);
+            if end - first >= ngrams.min {
+                visit(hash);
+            }
         }
     }
 }
@@ -504,8 +679,19 @@ mod tests {
         assert_eq!(out, [1.0, 0.0], "a spelling not seen in training shares the n-gram `hirt`");
     }
 
-    /// Known words take their precomputed n-grams, unknown ones are cut: either way the vector
-    /// is exactly the one the terms give, for multi-hot and counts, pairs, repeats and Unicode.
+    /// The input position of a term as [`TextVectorizer::terms`] names it.
+    fn term_position(v: &TextVectorizer, term: &str) -> Option<u32> {
+        match (term.strip_prefix('#'), v.spec.ngram_buckets) {
+            (Some(ngram), Some(buckets)) => {
+                Some(v.spec.vocabulary.len() as u32 + buckets.bucket(fnv1a(FNV_OFFSET, ngram.as_bytes())))
+            }
+            _ => v.index.get(term).copied(),
+        }
+    }
+
+    /// Known words take their precomputed n-grams, unknown ones are cut, and each distinct word
+    /// is counted once: either way the vector is exactly the one the terms give, for multi-hot
+    /// and counts, n-grams in the vocabulary or in buckets, pairs, repeats and Unicode.
     #[test]
     fn precomputed_ngrams_of_known_words_give_the_vector_of_the_terms() {
         let texts = [
@@ -517,10 +703,14 @@ mod tests {
             "Grüße äöüßäöüß",
             "äöüßäöüß grüße",
         ];
-        for encoding in [TextEncoding::MultiHot, TextEncoding::Counts] {
+        let settings = [TextEncoding::MultiHot, TextEncoding::Counts]
+            .into_iter()
+            .flat_map(|encoding| [None, Some(NgramBuckets::new(7))].map(|buckets| (encoding, buckets)));
+        for (encoding, ngram_buckets) in settings {
             let spec = TextSpec {
                 max_ngram: 2,
                 char_ngrams: Some(CharNgrams { min: 2, max: 4 }),
+                ngram_buckets,
                 encoding,
                 ..TextSpec::with_defaults()
             };
@@ -541,7 +731,7 @@ mod tests {
             for text in texts {
                 let mut expected = vec![0.0f32; v.dim()];
                 for term in v.terms(text) {
-                    if let Some(&position) = v.index.get(&term) {
+                    if let Some(position) = term_position(&v, &term) {
                         let slot = &mut expected[position as usize];
                         *slot = if encoding == TextEncoding::MultiHot { 1.0 } else { *slot + 1.0 };
                     }
@@ -552,9 +742,69 @@ mod tests {
                 if encoding == TextEncoding::Counts {
                     twice.iter_mut().for_each(|value| *value *= 2.0);
                 }
-                assert_eq!(out, twice, "{text:?} ({encoding:?})");
+                assert_eq!(out, twice, "{text:?} ({encoding:?}, {ngram_buckets:?})");
             }
         }
+    }
+
+    #[test]
+    fn hashed_ngrams_are_the_cut_ngrams_hashed() {
+        let ngrams = CharNgrams { min: 2, max: 5 };
+        for word in ["shirt", "ab", "x", "grüße", "t\u{0301}shirt"] {
+            let mut cut = Vec::new();
+            for_each_char_ngram(ngrams, word, &mut NgramScratch::default(), |ngram| {
+                cut.push(fnv1a(FNV_OFFSET, ngram.as_bytes()))
+            });
+            let mut hashed = Vec::new();
+            for_each_ngram_hash(ngrams, word, &mut NgramScratch::default(), |hash| hashed.push(hash));
+            cut.sort_unstable();
+            hashed.sort_unstable();
+            assert_eq!(hashed, cut, "{word}");
+        }
+        // The published FNV-1a test vector, so that any other implementation can match it.
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn fit_with_buckets_keeps_words_and_weighs_every_bucket() {
+        let spec = TextSpec {
+            char_ngrams: Some(CharNgrams { min: 3, max: 3 }),
+            ngram_buckets: Some(NgramBuckets::new(4)),
+            encoding: TextEncoding::TfIdf,
+            ..TextSpec::with_defaults()
+        };
+        let v = TextVectorizer::fit(spec, ["red shirt", "blue shirt", "red dress"], 1, 10).unwrap();
+        assert_eq!(v.spec().vocabulary, ["blue", "dress", "red", "shirt"]);
+        assert_eq!((v.dim(), v.spec().idf.len()), (8, 8));
+        // `<re` is in two texts of three: its bucket's idf is at most that of a two-text term.
+        let bucket = v.spec().vocabulary.len() + (fnv1a(FNV_OFFSET, b"<re") % 4) as usize;
+        assert!(v.spec().idf[bucket] <= v.spec().idf[2], "{:?}", v.spec().idf);
+        let mut out = vec![0.0; v.dim()];
+        v.encode_into(Some("greenish"), None, &mut out).unwrap();
+        assert!(out[..4].iter().all(|value| *value == 0.0) && out[4..].iter().any(|value| *value > 0.0));
+        assert!((out.iter().map(|value| value * value).sum::<f32>() - 1.0).abs() < 1e-6, "unit length");
+
+        let json = serde_json::to_string(v.spec()).unwrap();
+        assert!(json.contains(r#""ngram_buckets":{"count":4,"hash":"fnv1a_32"}"#), "{json}");
+        let error = serde_json::from_str::<TextSpec>(&json.replace("fnv1a_32", "xxh3")).unwrap_err();
+        assert!(error.to_string().contains("unknown variant `xxh3`"), "{error}");
+    }
+
+    #[test]
+    fn bucket_counts_are_checked() {
+        let spec = |char_ngrams, count| TextSpec {
+            char_ngrams,
+            ngram_buckets: Some(NgramBuckets::new(count)),
+            ..TextSpec::with_defaults()
+        };
+        let ngrams = Some(CharNgrams { min: 3, max: 5 });
+        for count in [0, NgramBuckets::MAX_COUNT + 1] {
+            let error = TextVectorizer::new(spec(ngrams, count)).unwrap_err();
+            assert!(error.to_string().contains("must number 1 to 4194304"), "{error}");
+        }
+        let error = TextVectorizer::new(spec(None, 8)).unwrap_err();
+        assert!(error.to_string().contains("character n-grams are not"), "{error}");
+        assert_eq!(TextVectorizer::new(spec(ngrams, 8)).unwrap().dim(), 8);
     }
 
     #[test]
@@ -587,7 +837,7 @@ mod tests {
             ..TextSpec::with_defaults()
         };
         let error = TextVectorizer::new(spec(TextEncoding::TfIdf, vec![1.0])).unwrap_err();
-        assert!(error.to_string().contains("2 terms has 1 idf weights"), "{error}");
+        assert!(error.to_string().contains("2 inputs has 1 idf weights"), "{error}");
         let error = TextVectorizer::new(spec(TextEncoding::TfIdf, vec![1.0, f32::NAN])).unwrap_err();
         assert!(error.to_string().contains("positive"), "{error}");
         assert!(TextVectorizer::new(spec(TextEncoding::MultiHot, vec![1.0, 1.0])).is_err());

@@ -8,7 +8,7 @@ use lakecat::jobs::TrainJob;
 
 use super::eval::{ColumnArgs, snapshot};
 use super::progress::Terminal;
-use lakecat_core::{CharNgrams, TextEncoding};
+use lakecat_core::{CharNgrams, NgramBuckets, TextEncoding};
 use lakecat_training::{
     Augmentation, Backbone, FusionTrainer, HyperparameterSearch, LearningRateSchedule, SearchSpace, SearchStrategy,
     TrainingConfig,
@@ -195,6 +195,8 @@ struct SettingsArgs {
     /// Terms must occur in this many training products to enter the vocabulary.
     #[arg(long, default_value_t = defaults().text.min_document_count)]
     min_document_count: usize,
+    /// At most this many terms in the vocabulary: words and pairs, and the character n-grams
+    /// with --text-ngram-buckets none.
     #[arg(long, default_value_t = defaults().text.max_terms)]
     max_terms: usize,
     /// 1: the text branch reads words; 2: words and pairs of adjacent words.
@@ -205,6 +207,12 @@ struct SettingsArgs {
     /// ones; on the fashion data they add about a point of leaf accuracy (benches/TRAINING.md).
     #[arg(long, default_value_t = CharNgramsArg(defaults().text.char_ngrams), value_parser = parse_char_ngrams)]
     text_char_ngrams: CharNgramsArg,
+    /// Hash the character n-grams into this many buckets, as fastText does (no vocabulary
+    /// lookup per n-gram, and n-grams not seen in training still count), or `none` to keep the
+    /// frequent ones in the vocabulary within --max-terms. The bucket count and hash are written
+    /// to the bundle. Same accuracy as `none` on the public data, a faster vectorizer.
+    #[arg(long, default_value_t = BucketsArg(defaults().text.ngram_buckets), value_parser = parse_buckets)]
+    text_ngram_buckets: BucketsArg,
     /// How text terms weigh: tf-idf ((1 + ln count) × idf, each row scaled to unit length, as
     /// scikit-learn's sublinear TfidfVectorizer), counts, or multi-hot (1 when present).
     #[arg(long, value_enum, default_value_t = TextEncodingArg::from(defaults().text.encoding))]
@@ -327,6 +335,27 @@ fn parse_char_ngrams(value: &str) -> Result<CharNgramsArg, String> {
     ngrams.validate().map(|ngrams| CharNgramsArg(Some(ngrams))).map_err(|error| error.to_string())
 }
 
+/// `--text-ngram-buckets`: a count, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct BucketsArg(Option<u32>);
+
+impl std::fmt::Display for BucketsArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(count) => write!(f, "{count}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+fn parse_buckets(value: &str) -> Result<BucketsArg, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(BucketsArg(None));
+    }
+    let count = value.trim().parse::<u32>().map_err(|_| format!("`{value}` is not a bucket count or none"))?;
+    NgramBuckets::new(count).validate().map(|_| BucketsArg(Some(count))).map_err(|error| error.to_string())
+}
+
 impl SettingsArgs {
     /// The defaults with every flag applied.
     fn config(&self, use_images: bool) -> TrainingConfig {
@@ -374,6 +403,7 @@ impl SettingsArgs {
             .with_max_terms(self.max_terms)
             .with_ngrams(usize::from(self.text_ngrams))
             .with_char_ngrams(self.text_char_ngrams.0)
+            .with_ngram_buckets(self.text_ngram_buckets.0)
             .with_encoding(self.text_encoding.into());
         config
     }

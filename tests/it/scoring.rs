@@ -181,7 +181,10 @@ async fn bundles_that_do_not_add_up_are_refused_before_any_row() {
     let vocabulary = dir.path().join("vocabulary");
     write_bundle(&vocabulary, 4, 5, 3).unwrap();
     let error = load_error(&vocabulary).await;
-    assert!(error.contains("the vocabulary has 4 terms but model.onnx's text input takes 5"), "{error}");
+    assert!(
+        error.contains("text.json describes 4 text inputs (terms and n-gram buckets) but model.onnx's takes 5"),
+        "{error}"
+    );
 
     let classes = dir.path().join("classes");
     write_bundle(&classes, 5, 5, 4).unwrap();

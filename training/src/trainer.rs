@@ -421,7 +421,17 @@ mod tests {
                 // So do the idf weights: scoring weighs the terms as training did.
                 assert_eq!(text.spec().encoding, lakecat_core::TextEncoding::TfIdf);
                 assert_eq!(text.spec().idf.len(), text.dim());
-                assert!(text.spec().vocabulary.iter().any(|term| term == "#<sho"), "{:?}", text.spec().vocabulary);
+                // And the n-grams' buckets, or the n-grams themselves in the vocabulary.
+                let buckets = TrainingConfig::new().text.ngram_buckets;
+                assert_eq!(text.spec().ngram_buckets.map(|buckets| buckets.count), buckets);
+                match buckets {
+                    Some(count) => assert_eq!(text.dim(), text.spec().vocabulary.len() + count as usize),
+                    None => assert!(
+                        text.spec().vocabulary.iter().any(|term| term == "#<sho"),
+                        "{:?}",
+                        text.spec().vocabulary
+                    ),
+                }
             }
         }
     }

@@ -133,7 +133,7 @@ impl Engine {
         let mut row_errors: Vec<Option<RowError>> = vec![None; rows.len()];
         if let Some(vectorizer) = self.bundle.text() {
             let dim = vectorizer.dim();
-            tensors.text.clear();
+            // Not zeroed here: each row's slice is overwritten by `encode_into`.
             tensors.text.resize(rows.len() * dim, 0.0);
             for ((row, slot), error) in rows.iter().zip(tensors.text.chunks_mut(dim.max(1))).zip(&mut row_errors) {
                 if let Err(text_error) = vectorizer.encode_into(row.title, row.description, &mut slot[..dim]) {
@@ -236,7 +236,7 @@ impl Engine {
             let dims = dims_of(session.inputs(), name, "input")?;
             if dims.len() == 2 && dims[1] >= 0 && dims[1] as usize != vectorizer.dim() {
                 return Err(refuse(format!(
-                    "the vocabulary has {} terms but model.onnx's text input takes {}",
+                    "text.json describes {} text inputs (terms and n-gram buckets) but model.onnx's takes {}",
                     vectorizer.dim(),
                     dims[1]
                 )));
