@@ -127,6 +127,11 @@ pub enum TextEncoding {
 }
 
 impl TextSpec {
+    /// Length of the text input vector: the vocabulary, then the n-gram buckets.
+    pub fn dim(&self) -> usize {
+        self.vocabulary.len() + self.ngram_buckets.map_or(0, |buckets| buckets.count as usize)
+    }
+
     /// The defaults used by lakecat's trainers, with an empty vocabulary.
     pub fn with_defaults() -> Self {
         Self {
@@ -198,7 +203,7 @@ impl TextVectorizer {
             }
         }
         let weighted = spec.encoding == TextEncoding::TfIdf;
-        let dim = spec.vocabulary.len() + spec.ngram_buckets.map_or(0, |buckets| buckets.count as usize);
+        let dim = spec.dim();
         if (weighted && spec.idf.len() != dim) || (!weighted && !spec.idf.is_empty()) {
             return Err(Error::Vectorizer(format!(
                 "a {:?} vectorizer of {dim} inputs has {} idf weights",
@@ -348,9 +353,9 @@ impl TextVectorizer {
         &self.spec
     }
 
-    /// Length of the text input vector: the vocabulary, then the n-gram buckets.
+    /// Length of the text input vector ([`TextSpec::dim`]).
     pub fn dim(&self) -> usize {
-        self.spec.vocabulary.len() + self.spec.ngram_buckets.map_or(0, |buckets| buckets.count as usize)
+        self.spec.dim()
     }
 
     /// The terms of `text` as the vectorizer sees them (lower-cased words, then word pairs, then

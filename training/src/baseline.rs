@@ -352,7 +352,6 @@ impl Head {
         let mut term_counts = vec![0usize; text_dim * classes];
         let mut vector = vec![0.0; text_dim];
         for (example, class) in used {
-            vector.fill(0.0);
             // Training text longer than the scoring limit is a data problem scoring would also
             // report; here it simply contributes nothing.
             if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {
@@ -462,13 +461,12 @@ impl LogitParts {
         let mut vector = vec![0.0; vectorizer.map_or(0, TextVectorizer::dim)];
         for ((example, class), features) in used.iter().zip(images) {
             let mut text = head.bias.clone();
-            if let Some(vectorizer) = vectorizer {
-                vector.fill(0.0);
-                if vectorizer.encode_into(example.title, example.description, &mut vector).is_ok() {
-                    for (term, value) in vector.iter().enumerate().filter(|(_, value)| **value != 0.0) {
-                        let row = &weights[(image_dim + term) * classes..(image_dim + term + 1) * classes];
-                        text.iter_mut().zip(row).for_each(|(logit, w)| *logit += f64::from(*value) * w);
-                    }
+            if let Some(vectorizer) = vectorizer
+                && vectorizer.encode_into(example.title, example.description, &mut vector).is_ok()
+            {
+                for (term, value) in vector.iter().enumerate().filter(|(_, value)| **value != 0.0) {
+                    let row = &weights[(image_dim + term) * classes..(image_dim + term + 1) * classes];
+                    text.iter_mut().zip(row).for_each(|(logit, w)| *logit += f64::from(*value) * w);
                 }
             }
             let mut image = vec![0.0; classes];

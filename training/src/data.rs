@@ -212,7 +212,6 @@ pub fn encode(
             .map_init(
                 || vec![0.0f32; text_dim],
                 |dense, &(index, _)| {
-                    dense.fill(0.0);
                     let example = &examples[index];
                     // Text over the scoring limits is trained on as "no text", as scoring would see it.
                     if vectorizer.encode_into(example.title, example.description, dense).is_err() {
