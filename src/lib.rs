@@ -8,6 +8,7 @@ pub mod bundles;
 pub mod delta;
 pub mod error;
 pub mod jobs;
+pub mod serve;
 pub mod session;
 pub mod storage;
 

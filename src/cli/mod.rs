@@ -7,6 +7,7 @@ mod import;
 mod labels;
 mod progress;
 mod refresh;
+mod serve;
 mod sql;
 mod taxonomy;
 #[cfg(feature = "train")]
@@ -49,6 +50,7 @@ enum Command {
     Import(import::ImportArgs),
     Labels(labels::LabelsArgs),
     Refresh(refresh::RefreshArgs),
+    Serve(serve::ServeArgs),
     Sql(sql::SqlArgs),
     Taxonomy(taxonomy::TaxonomyArgs),
     #[cfg(feature = "train")]
@@ -136,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args, storage).await,
         Command::Labels(args) => labels::run(args, storage).await,
         Command::Refresh(args) => refresh::run(args, storage).await,
+        Command::Serve(args) => serve::run(args, storage).await,
         Command::Sql(args) => sql::run(args, storage).await,
         Command::Taxonomy(args) => taxonomy::run(args, storage).await,
         #[cfg(feature = "train")]

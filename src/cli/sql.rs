@@ -44,6 +44,25 @@ pub struct SqlArgs {
     /// Read the SQL from this file.
     #[arg(long, short, conflicts_with = "sql")]
     file: Option<PathBuf>,
+    #[command(flatten)]
+    session: SessionArgs,
+    /// How results are printed.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Print at most this many rows in table format (0 = all).
+    #[arg(long, default_value_t = 100)]
+    max_rows: usize,
+    /// Write the last statement's result to this Delta table instead of printing it.
+    #[arg(long, value_name = "LOCATION")]
+    output_table: Option<String>,
+    /// What to do when --output-table exists.
+    #[arg(long, value_enum, default_value_t = WriteMode::Error, requires = "output_table")]
+    mode: WriteMode,
+}
+
+/// The tables, models and settings of a session (`lakecat sql`, `lakecat serve`).
+#[derive(Debug, Args)]
+pub struct SessionArgs {
     /// A Delta table, as NAME=LOCATION or NAME=LOCATION@VERSION (repeatable).
     #[arg(long = "table", short = 't', value_name = "NAME=LOCATION[@VERSION]")]
     tables: Vec<String>,
@@ -59,12 +78,6 @@ pub struct SqlArgs {
     /// Where models run: auto (CUDA when available, else CPU), cpu or cuda.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
-    /// How results are printed.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Print at most this many rows in table format (0 = all).
-    #[arg(long, default_value_t = 100)]
-    max_rows: usize,
     /// A taxonomy store (`lakecat taxonomy import`): its versions are what taxonomy_id and
     /// taxonomy_migrate know.
     #[arg(long, value_name = "LOCATION")]
@@ -73,12 +86,63 @@ pub struct SqlArgs {
     /// line; repeatable). Without rules, versions map by identical path.
     #[arg(long = "rules", value_name = "FROM:TO=FILE", requires = "taxonomies")]
     rules: Vec<String>,
-    /// Write the last statement's result to this Delta table instead of printing it.
-    #[arg(long, value_name = "LOCATION")]
-    output_table: Option<String>,
-    /// What to do when --output-table exists.
-    #[arg(long, value_enum, default_value_t = WriteMode::Error, requires = "output_table")]
-    mode: WriteMode,
+    /// A session setting, as `SET KEY = VALUE` would make it (repeatable): e.g.
+    /// lakecat.confidence_threshold=0.7, datafusion.execution.target_partitions=4.
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+}
+
+impl SessionArgs {
+    /// Loads the models and opens the tables, then names each model's bundle on standard error.
+    pub async fn build(&self, storage: &lakecat::StorageOptions) -> anyhow::Result<lakecat::LakecatSession> {
+        let mut builder = SessionBuilder::new()
+            .with_batch_size(self.batch_size)
+            .with_device(self.device.into())
+            .with_storage_options(storage.clone());
+        for table in &self.tables {
+            let (name, location, version) = parse_table(table)?;
+            builder = builder.with_table_version(name, location, version);
+        }
+        for model in &self.models {
+            let (name, path) = parse_model(model)?;
+            builder = builder.with_model(name, path);
+        }
+        if let Some(store) = &self.taxonomies {
+            builder = builder.with_taxonomy_store(store);
+        }
+        for spec in &self.rules {
+            let Some((versions, file)) = spec.split_once('=') else {
+                bail!("--rules {spec:?}: expected FROM:TO=FILE");
+            };
+            let Some((from, to)) = versions.split_once(':') else {
+                bail!("--rules {spec:?}: expected FROM:TO=FILE, e.g. v1:v2=v1-to-v2.rules");
+            };
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+            builder = builder.with_migration_rules(from, to, lakecat_core::taxonomy_formats::parse_rules(&text)?);
+        }
+        for setting in &self.settings {
+            let Some((key, value)) = setting.split_once('=') else {
+                bail!("--setting {setting:?}: expected KEY=VALUE, e.g. lakecat.confidence_threshold=0.7");
+            };
+            builder = builder.with_setting(key.trim(), value.trim());
+        }
+        let session = builder.build().await?;
+        for name in session.models.names() {
+            let engine = session.models.get(Some(name))?;
+            let from = session
+                .bundles
+                .iter()
+                .find(|(model, _)| model == name)
+                .filter(|(_, bundle)| bundle.location.contains("://"))
+                .map(|(_, bundle)| format!(" from {}", bundle.location))
+                .unwrap_or_default();
+            eprintln!("model {name}: {}{from} on {}", engine.bundle().fingerprint(), engine.provider());
+            if let Some(note) = engine.provider_note() {
+                eprintln!("  ({note})");
+            }
+        }
+        Ok(session)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,46 +153,7 @@ enum Format {
 }
 
 pub async fn run(args: SqlArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
-    let mut builder = SessionBuilder::new()
-        .with_batch_size(args.batch_size)
-        .with_device(args.device.into())
-        .with_storage_options(storage.clone());
-    for table in &args.tables {
-        let (name, location, version) = parse_table(table)?;
-        builder = builder.with_table_version(name, location, version);
-    }
-    for model in &args.models {
-        let (name, path) = parse_model(model)?;
-        builder = builder.with_model(name, path);
-    }
-    if let Some(store) = &args.taxonomies {
-        builder = builder.with_taxonomy_store(store);
-    }
-    for spec in &args.rules {
-        let Some((versions, file)) = spec.split_once('=') else {
-            bail!("--rules {spec:?}: expected FROM:TO=FILE");
-        };
-        let Some((from, to)) = versions.split_once(':') else {
-            bail!("--rules {spec:?}: expected FROM:TO=FILE, e.g. v1:v2=v1-to-v2.rules");
-        };
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
-        builder = builder.with_migration_rules(from, to, lakecat_core::taxonomy_formats::parse_rules(&text)?);
-    }
-    let session = builder.build().await?;
-    for name in session.models.names() {
-        let engine = session.models.get(Some(name))?;
-        let from = session
-            .bundles
-            .iter()
-            .find(|(model, _)| model == name)
-            .filter(|(_, bundle)| bundle.location.contains("://"))
-            .map(|(_, bundle)| format!(" from {}", bundle.location))
-            .unwrap_or_default();
-        eprintln!("model {name}: {}{from} on {}", engine.bundle().fingerprint(), engine.provider());
-        if let Some(note) = engine.provider_note() {
-            eprintln!("  ({note})");
-        }
-    }
+    let session = args.session.build(&storage).await?;
     let script = match (&args.sql, &args.file) {
         (Some(sql), _) => Some(sql.clone()),
         (None, Some(file)) => {

@@ -23,7 +23,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn help_teaches_the_subcommands() {
     let help = stdout(&lakecat(&["--help"]));
-    for command in ["demo", "import", "sql", "refresh", "taxonomy", "labels", "train", "eval"] {
+    for command in ["demo", "import", "sql", "serve", "refresh", "taxonomy", "labels", "train", "eval"] {
         assert!(help.contains(command), "{help}");
     }
     let sql = stdout(&lakecat(&["sql", "--help"]));

@@ -50,8 +50,9 @@ pub(crate) fn wait_for_port(port: u16, server: &str, output: impl Fn() -> String
     }
 }
 
-/// Starts moto from the checkout's .venv (scripts/setup.sh --test installs it there).
-pub(crate) fn start_moto() -> Moto {
+/// The Python to run `package` from the checkout's .venv with (scripts/setup.sh --test
+/// installs the tests' packages there), and the site-packages to put on PYTHONPATH.
+pub(crate) fn venv_python(package: &str) -> (PathBuf, PathBuf) {
     let root = repo_root();
     let site_packages = std::fs::read_dir(root.join(".venv/lib"))
         .ok()
@@ -59,12 +60,20 @@ pub(crate) fn start_moto() -> Moto {
         .flatten()
         .flatten()
         .map(|entry| entry.path().join("site-packages"))
-        .find(|dir| dir.join("moto").is_dir())
-        .expect("moto is not installed in .venv: run scripts/test.sh (or scripts/setup.sh --test) first");
+        .find(|dir| dir.join(package).is_dir())
+        .unwrap_or_else(|| {
+            panic!("{package} is not installed in .venv: run scripts/test.sh (or scripts/setup.sh --test) first")
+        });
     let python = [root.join(".venv/bin/python"), PathBuf::from("python3")]
         .into_iter()
         .find(|python| python.is_file() || python.as_os_str() == "python3")
         .unwrap();
+    (python, site_packages)
+}
+
+/// Starts moto from the checkout's .venv.
+pub(crate) fn start_moto() -> Moto {
+    let (python, site_packages) = venv_python("moto");
     let port = free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
     let child = Command::new(python)
