@@ -8,7 +8,7 @@
 # write). Data: the public fashion set next to the checkout (../shared/data/fashion), else the
 # committed sample. Model: the light model of benches/compare (tiny CNN + text), trained here.
 # Medians of ROUNDS alternating runs.
-#   benches/flight.sh [FASHION_DIR] [ROUNDS]
+#   benches/flight.sh [FASHION_DIR] [ROUNDS]     (REUSE=1: keep the tables and model of the last run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FASHION="${1:-../shared/data/fashion}"
@@ -18,13 +18,15 @@ WORK="${LAKECAT_BENCH_DIR:-/tmp/lakecat-bench-flight}"
 scripts/setup.sh --test
 cargo build --quiet
 BIN="${CARGO_TARGET_DIR:-target}/debug/lakecat"
-rm -rf "$WORK" && mkdir -p "$WORK"
-
-IMPORT=(--id id --title productDisplayName --labels masterCategory,subCategory,articleType)
-"$BIN" import "$FASHION/products.csv" --output "$WORK/fashion" --images "$FASHION/images" "${IMPORT[@]}" > /dev/null
 MODEL="$WORK/light"
-"$BIN" train --table "$WORK/fashion" --output "$MODEL" --backbone tiny --epochs 4 --hierarchy-epochs 1 > /dev/null 2>&1
-"$BIN" refresh --model "$MODEL" --source "$WORK/fashion" --target "$WORK/predictions" > /dev/null 2>&1
+# REUSE=1 keeps the lakehouse and model of an earlier run of this script.
+if [[ "${REUSE:-}" != 1 || ! -d "$WORK/predictions" ]]; then
+  rm -rf "$WORK" && mkdir -p "$WORK"
+  IMPORT=(--id id --title productDisplayName --labels masterCategory,subCategory,articleType)
+  "$BIN" import "$FASHION/products.csv" --output "$WORK/fashion" --images "$FASHION/images" "${IMPORT[@]}" > /dev/null
+  "$BIN" train --table "$WORK/fashion" --output "$MODEL" --backbone tiny --epochs 4 --hierarchy-epochs 1 > /dev/null 2>&1
+  "$BIN" refresh --model "$MODEL" --source "$WORK/fashion" --target "$WORK/predictions" > /dev/null 2>&1
+fi
 ROWS=$(tail -n +2 "$FASHION/products.csv" | wc -l)
 
 TABLES=(--table "predictions=$WORK/predictions" --table "products=$WORK/fashion" --model "$MODEL")
@@ -37,12 +39,14 @@ URI=$(grep -o 'grpc://[0-9.:]*' "$WORK/serve.log" | head -1)
 
 FETCH="SELECT product_id, category_id, category, level_1, level_2, level_3, confidence, model, content_hash FROM predictions"
 SCORE="SELECT product_id, c.category, c.confidence FROM (SELECT product_id, categorize(image, title, description) AS c FROM products)"
-# measure NAME COMMAND…: one JSON line with wall seconds, rows/s and peak RSS (of the command).
+# measure NAME FUNCTION ARGS…: one JSON line with wall seconds and rows/s.
 measure() {
-  local name="$1"; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" 2> "$WORK/stderr" || { cat "$WORK/stderr" >&2; exit 1; }
-  read -r seconds kib < "$WORK/time"
-  echo "{\"case\": \"$name\", \"seconds\": $seconds, \"rows_per_second\": $(echo "$ROWS / $seconds" | bc), \"peak_rss_mib\": $((kib / 1024))}"
+  local name="$1" start end seconds; shift
+  start=$(date +%s.%N)
+  "$@" 2> "$WORK/stderr" || { cat "$WORK/stderr" >&2; exit 1; }
+  end=$(date +%s.%N)
+  seconds=$(echo "$end - $start" | bc)
+  echo "{\"case\": \"$name\", \"seconds\": $seconds, \"rows_per_second\": $(echo "$ROWS / $seconds" | bc)}"
 }
 client() { .venv/bin/python tests/flight/client.py "$URI" query "$1" "$2" > "$WORK/client.json"; grep -q '"ok": true' "$WORK/client.json"; }
 sql_csv() { "$BIN" sql "${TABLES[@]}" --format csv "$1" > "$2"; }

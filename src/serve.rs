@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -350,7 +350,7 @@ impl Service {
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
         let frame = self.plan(call, sql).await?;
-        let schema = frame.schema().as_arrow().clone();
+        let schema = without_view_types(frame.schema().as_arrow());
         let issued = self.tickets_issued.fetch_add(1, Ordering::Relaxed);
         let handle = blake3::keyed_hash(&self.ticket_key, &issued.to_le_bytes()).to_hex().to_string();
         {
@@ -407,7 +407,7 @@ impl Service {
                 return Err(Status::invalid_argument(message));
             }
         };
-        let schema = stream.schema();
+        let schema = Arc::new(without_view_types(&stream.schema()));
         let cancel = Arc::new(Cancel::default());
         lock(&self.running).insert(handle.clone(), cancel.clone());
         let guard = Arc::new(Mutex::new(RunGuard {
@@ -422,9 +422,10 @@ impl Service {
         }));
         let counted = {
             let guard = guard.clone();
+            let schema = schema.clone();
             stream.map(move |batch| {
                 let mut guard = lock(&guard);
-                match batch {
+                match batch.and_then(|batch| Ok(cast_batch(&batch, &schema)?)) {
                     Ok(batch) => {
                         guard.rows += batch.num_rows() as u64;
                         Ok(batch)
@@ -519,6 +520,44 @@ impl Service {
         tables.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
         tables
     }
+}
+
+/// `schema` with Utf8View and BinaryView (what Delta scans produce), at any depth, as Utf8 and
+/// Binary: what the server sends, because many Flight SQL clients (JDBC, pyarrow's CSV writer,
+/// older ADBC builds) cannot read view types. Values are unchanged.
+pub fn without_view_types(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema.fields().iter().map(|field| plain_field(field)).collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+fn plain_field(field: &Field) -> Field {
+    field.clone().with_data_type(plain_type(field.data_type()))
+}
+
+fn plain_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(item) => DataType::List(Arc::new(plain_field(item))),
+        DataType::LargeList(item) => DataType::LargeList(Arc::new(plain_field(item))),
+        DataType::FixedSizeList(item, size) => DataType::FixedSizeList(Arc::new(plain_field(item)), *size),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|field| plain_field(field)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `batch` with the columns of `schema` (see [`without_view_types`]).
+pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema_ref().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// Streams a batch to the client per record batch of the query.
@@ -654,7 +693,7 @@ impl FlightSqlService for Service {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         self.authorize("CreatePreparedStatement", request.metadata())?;
         let plan = self.logical_plan("CreatePreparedStatement", &query.query).await?;
-        let schema = plan.schema().as_arrow().clone();
+        let schema = without_view_types(plan.schema().as_arrow());
         let message: IpcMessage = SchemaAsIpc::new(&schema, &Default::default()).try_into().map_err(status_from)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: query.query.into_bytes().into(),
@@ -785,7 +824,7 @@ impl FlightSqlService for Service {
         let mut builder = query.into_builder();
         for (catalog, schema, table, table_schema) in self.tables().await {
             let kind = if schema == "information_schema" { "VIEW" } else { "TABLE" };
-            builder.append(catalog, schema, table, kind, &table_schema).map_err(status_from)?;
+            builder.append(catalog, schema, table, kind, &without_view_types(&table_schema)).map_err(status_from)?;
         }
         Ok(batch_stream(builder.build().map_err(status_from)?))
     }
