@@ -38,23 +38,29 @@ for _ in $(seq 600); do grep -q "listening on" "$WORK/serve.log" && break; sleep
 URI=$(grep -o 'grpc://[0-9.:]*' "$WORK/serve.log" | head -1)
 
 FETCH="SELECT product_id, category_id, category, level_1, level_2, level_3, confidence, model, content_hash FROM predictions"
-SCORE="SELECT product_id, c.category, c.confidence FROM (SELECT product_id, categorize(image, title, description) AS c FROM products)"
+SCORE="SELECT product_id, c.category AS category, c.confidence AS confidence FROM (SELECT product_id, categorize(image, title, description) AS c FROM products)"
 # measure NAME FUNCTION ARGS…: one JSON line with wall seconds and rows/s.
 measure() {
   local name="$1" start end seconds; shift
   start=$(date +%s.%N)
   "$@" 2> "$WORK/stderr" || { cat "$WORK/stderr" >&2; exit 1; }
   end=$(date +%s.%N)
-  seconds=$(echo "$end - $start" | bc)
-  echo "{\"case\": \"$name\", \"seconds\": $seconds, \"rows_per_second\": $(echo "$ROWS / $seconds" | bc)}"
+  seconds=$(awk "BEGIN { printf \"%.3f\", $end - $start }")
+  echo "{\"case\": \"$name\", \"seconds\": $seconds, \"rows_per_second\": $(awk "BEGIN { printf \"%d\", $ROWS / $seconds }")}"
 }
-client() { .venv/bin/python tests/flight/client.py "$URI" query "$1" "$2" > "$WORK/client.json"; grep -q '"ok": true' "$WORK/client.json"; }
+# The client's own time (connect, query, fetch, write; no Python start-up) goes to in_client.jsonl.
+client() {
+  .venv/bin/python tests/flight/client.py "$URI" query "$1" "$2" > "$WORK/client.json"
+  grep -q '"ok": true' "$WORK/client.json"
+  echo "{\"case\": \"$3\", \"seconds\": $(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$WORK/client.json")}" >> "$WORK/in_client.jsonl"
+}
 sql_csv() { "$BIN" sql "${TABLES[@]}" --format csv "$1" > "$2"; }
+rm -f "$WORK/in_client.jsonl"
 for round in $(seq "$ROUNDS"); do
   measure fetch_sql_csv sql_csv "$FETCH" "$WORK/fetch-sql.csv"
-  measure fetch_flight_csv client "$FETCH" "$WORK/fetch-flight.csv"
+  measure fetch_flight_csv client "$FETCH" "$WORK/fetch-flight.csv" fetch_flight_in_client
   measure score_sql_csv sql_csv "$SCORE" "$WORK/score-sql.csv"
-  measure score_flight_csv client "$SCORE" "$WORK/score-flight.csv"
+  measure score_flight_csv client "$SCORE" "$WORK/score-flight.csv" score_flight_in_client
 done | tee "$WORK/runs.jsonl"
 # Same rows both ways (CSV writers differ in quoting and float digits: compare parsed values).
 .venv/bin/python - "$WORK" <<'PY'
@@ -67,14 +73,15 @@ for case in ("fetch", "score"):
     assert a.column("category").equals(b.column("category")), case
 PY
 
-.venv/bin/python - "$WORK/runs.jsonl" "$ROWS" <<'PY'
+.venv/bin/python - "$WORK/runs.jsonl" "$WORK/in_client.jsonl" "$ROWS" <<'PY'
 import json, statistics, sys
-runs = [json.loads(line) for line in open(sys.argv[1])]
-rows = int(sys.argv[2])
+runs = [json.loads(line) for path in sys.argv[1:3] for line in open(path)]
+rows = int(sys.argv[3])
 def median(case):
     return statistics.median(run["seconds"] for run in runs if run["case"] == case)
 for what in ("fetch", "score"):
-    sql, flight = median(f"{what}_sql_csv"), median(f"{what}_flight_csv")
-    print(f"{what} {rows} rows: lakecat sql --format csv {sql:.2f} s ({rows / sql:,.0f} rows/s), "
-          f"Flight SQL {flight:.2f} s ({rows / flight:,.0f} rows/s): Flight rows/s = {sql / flight:.2f} x lakecat sql")
+    sql, flight, inside = median(f"{what}_sql_csv"), median(f"{what}_flight_csv"), median(f"{what}_flight_in_client")
+    print(f"{what} {rows} rows: lakecat sql --format csv {sql:.2f} s ({rows / sql:,.0f} rows/s); "
+          f"Flight SQL client process {flight:.2f} s ({rows / flight:,.0f} rows/s, {sql / flight:.2f} x), "
+          f"of which connect+query+fetch+write {inside:.2f} s ({rows / inside:,.0f} rows/s, {sql / inside:.2f} x)")
 PY

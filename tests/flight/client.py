@@ -54,8 +54,10 @@ def write(table, path):
 
 
 def attempt(action):
+    started = time.monotonic()
     try:
-        return {"ok": True, "value": action()}
+        value = action()
+        return {"ok": True, "value": value, "seconds": time.monotonic() - started}
     except Exception as error:  # the driver's errors carry the server's status and message
         return {"ok": False, "error": str(error)}
 
