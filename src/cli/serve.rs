@@ -11,8 +11,8 @@ use super::sql::SessionArgs;
 ///
 /// The same tables, models and settings as `lakecat sql`, reachable from any Flight SQL
 /// client: the ADBC Flight SQL driver (Python, R, Go, Java), the Arrow Flight SQL JDBC driver
-/// (DBeaver, Tableau, DataGrip), or Spark's and DuckDB's Flight SQL connectors. Queries run
-/// with every lakecat function: categorize(), taxonomy(), category_path(), ….
+/// (DBeaver, Tableau, DataGrip), or any other Flight SQL client. Queries run with every lakecat
+/// function: categorize(), taxonomy(), category_path(), ….
 ///
 /// Clients authenticate with a bearer token (LAKECAT_SERVE_TOKEN) or with a user name and
 /// password (--user and LAKECAT_SERVE_PASSWORD, exchanged in the Flight handshake for a token).
@@ -25,14 +25,15 @@ use super::sql::SessionArgs;
 ///   LAKECAT_SERVE_TOKEN=$(openssl rand -hex 16) lakecat serve \
 ///     --table products=s3://lake/products --model fashion=s3://models/fashion
 ///
-/// Python (pip install adbc-driver-flightsql pyarrow):
+/// Python (pip install adbc-driver-flightsql pyarrow pandas):
 ///
 ///   import adbc_driver_flightsql.dbapi as flight_sql
 ///   conn = flight_sql.connect("grpc://127.0.0.1:50051",
 ///       db_kwargs={"adbc.flight.sql.authorization_header": "Bearer " + token})
 ///   cur = conn.cursor()
-///   cur.execute("SELECT product_id, categorize(image, title, description).category FROM products")
-///   cur.fetch_arrow_table()
+///   cur.execute("SELECT product_id, c.category, c.confidence FROM "
+///               "(SELECT product_id, categorize(image, title, description) AS c FROM products)")
+///   cur.fetch_arrow_table().to_pandas()
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ServeArgs {
