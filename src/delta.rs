@@ -2,7 +2,10 @@
 //! path or a URL of any store in [`crate::storage`]; every operation takes the
 //! [`StorageOptions`] of the command that runs it.
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::TryStreamExt;
@@ -135,4 +138,29 @@ pub async fn write_table(
     let table = table_for_writing(location, options).await?;
     let table = table.write(batches).with_save_mode(mode).await.map_err(|source| Error::delta(location, source))?;
     table.version().ok_or_else(|| Error::Input(format!("{location}: the write returned no table version")))
+}
+
+/// `schema` with Utf8View and BinaryView (what Delta scans produce), at any depth, as Utf8 and
+/// Binary: what tables written by lakecat store, and what `lakecat serve` sends (JDBC,
+/// pyarrow's CSV writer and older ADBC builds cannot read view types). Values are unchanged.
+pub fn without_view_types(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema.fields().iter().map(|field| plain_field(field)).collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+fn plain_field(field: &Field) -> Field {
+    field.clone().with_data_type(plain_type(field.data_type()))
+}
+
+/// [`without_view_types`] of one type.
+pub fn plain_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(item) => DataType::List(Arc::new(plain_field(item))),
+        DataType::LargeList(item) => DataType::LargeList(Arc::new(plain_field(item))),
+        DataType::FixedSizeList(item, size) => DataType::FixedSizeList(Arc::new(plain_field(item)), *size),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|field| plain_field(field)).collect()),
+        other => other.clone(),
+    }
 }

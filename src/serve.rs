@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
@@ -49,6 +49,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
+pub use crate::delta::without_view_types;
 use crate::session::LakecatSession;
 use crate::storage::redact;
 use crate::{Error, Result};
@@ -367,13 +368,7 @@ impl Service {
             pending.insert(handle.clone(), Pending { sql: sql.to_string(), frame, planned: now });
         }
         let ticket = TicketStatementQuery { statement_handle: handle.into_bytes().into() };
-        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
-        let info = FlightInfo::new()
-            .try_with_schema(&schema)
-            .map_err(|error| Status::internal(error.to_string()))?
-            .with_endpoint(endpoint)
-            .with_descriptor(descriptor);
-        Ok(Response::new(info))
+        single_ticket_info(&ticket, &schema, descriptor)
     }
 
     /// The ticket's query, streamed; holds one of the query permits until it ends or is dropped.
@@ -487,22 +482,6 @@ impl Service {
         status
     }
 
-    /// A FlightInfo whose ticket is the metadata command itself (answered by its do_get_*).
-    fn metadata_info(
-        &self,
-        command: &impl ProstMessageExt,
-        schema: &Schema,
-        descriptor: FlightDescriptor,
-    ) -> Result<Response<FlightInfo>, Status> {
-        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
-        let info = FlightInfo::new()
-            .try_with_schema(schema)
-            .map_err(|error| Status::internal(error.to_string()))?
-            .with_endpoint(endpoint)
-            .with_descriptor(descriptor);
-        Ok(Response::new(info))
-    }
-
     /// Every table of the session, as (catalog, schema, table, arrow schema).
     async fn tables(&self) -> Vec<(String, String, String, Arc<Schema>)> {
         let mut tables = Vec::new();
@@ -522,31 +501,7 @@ impl Service {
     }
 }
 
-/// `schema` with Utf8View and BinaryView (what Delta scans produce), at any depth, as Utf8 and
-/// Binary: what the server sends, because many Flight SQL clients (JDBC, pyarrow's CSV writer,
-/// older ADBC builds) cannot read view types. Values are unchanged.
-pub fn without_view_types(schema: &Schema) -> Schema {
-    let fields: Vec<Field> = schema.fields().iter().map(|field| plain_field(field)).collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
-}
-
-fn plain_field(field: &Field) -> Field {
-    field.clone().with_data_type(plain_type(field.data_type()))
-}
-
-fn plain_type(data_type: &DataType) -> DataType {
-    match data_type {
-        DataType::Utf8View => DataType::Utf8,
-        DataType::BinaryView => DataType::Binary,
-        DataType::List(item) => DataType::List(Arc::new(plain_field(item))),
-        DataType::LargeList(item) => DataType::LargeList(Arc::new(plain_field(item))),
-        DataType::FixedSizeList(item, size) => DataType::FixedSizeList(Arc::new(plain_field(item)), *size),
-        DataType::Struct(fields) => DataType::Struct(fields.iter().map(|field| plain_field(field)).collect()),
-        other => other.clone(),
-    }
-}
-
-/// `batch` with the columns of `schema` (see [`without_view_types`]).
+/// `batch` with the columns of `schema`: the server sends [`without_view_types`] of each result.
 pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
     if batch.schema_ref().fields() == schema.fields() {
         return Ok(batch.clone());
@@ -558,6 +513,22 @@ pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
         .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// A FlightInfo with one endpoint whose ticket is `ticket`: a query's handle, or a metadata
+/// command itself (answered by its do_get_*).
+fn single_ticket_info(
+    ticket: &impl ProstMessageExt,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(status_from)?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
 }
 
 /// Streams a batch to the client per record batch of the query.
@@ -741,7 +712,7 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize("GetFlightInfo", request.metadata())?;
-        self.metadata_info(&query, query.clone().into_builder(&self.sql_info).schema().as_ref(), request.into_inner())
+        single_ticket_info(&query, query.clone().into_builder(&self.sql_info).schema().as_ref(), request.into_inner())
     }
 
     async fn do_get_sql_info(
@@ -759,7 +730,7 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize("GetFlightInfo", request.metadata())?;
-        self.metadata_info(&query, query.into_builder().schema().as_ref(), request.into_inner())
+        single_ticket_info(&query, query.into_builder().schema().as_ref(), request.into_inner())
     }
 
     async fn do_get_catalogs(
@@ -783,7 +754,7 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize("GetFlightInfo", request.metadata())?;
-        self.metadata_info(&query, query.clone().into_builder().schema().as_ref(), request.into_inner())
+        single_ticket_info(&query, query.clone().into_builder().schema().as_ref(), request.into_inner())
     }
 
     async fn do_get_schemas(
@@ -812,7 +783,7 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize("GetFlightInfo", request.metadata())?;
-        self.metadata_info(&query, query.clone().into_builder().schema().as_ref(), request.into_inner())
+        single_ticket_info(&query, query.clone().into_builder().schema().as_ref(), request.into_inner())
     }
 
     async fn do_get_tables(
@@ -835,7 +806,7 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authorize("GetFlightInfo", request.metadata())?;
-        self.metadata_info(&query, query.into_builder().schema().as_ref(), request.into_inner())
+        single_ticket_info(&query, query.into_builder().schema().as_ref(), request.into_inner())
     }
 
     async fn do_get_table_types(

@@ -322,7 +322,8 @@ impl RefreshJob {
             quote(&image)
         );
         ctx.sql(&sql).await?.collect().await?;
-        Ok((plain(&id_type), by_uri))
+        // Delta scans return view types; the predictions table stores the plain ones.
+        Ok((crate::delta::plain_type(&id_type), by_uri))
     }
 
     /// One pass: compare, score the changes chunk by chunk, delete what is gone.
@@ -645,15 +646,6 @@ fn committed(commits: &[u64]) -> String {
         (Some(first), Some(last)) if first == last => format!("this run committed version {first}"),
         (Some(first), Some(last)) => format!("this run committed versions {first}..={last}"),
         _ => "this run committed nothing".to_string(),
-    }
-}
-
-/// Delta scans return view types; the predictions table stores the plain ones.
-fn plain(data_type: &DataType) -> DataType {
-    match data_type {
-        DataType::Utf8View => DataType::Utf8,
-        DataType::BinaryView => DataType::Binary,
-        other => other.clone(),
     }
 }
 
