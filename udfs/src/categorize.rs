@@ -144,7 +144,7 @@ impl ScalarUDFImpl for CategorizeUdf {
             model_arg::from_value(self.name(), value)
         })?;
         let arrays = inputs.iter().map(|value| value.to_array(rows)).collect::<Result<Vec<ArrayRef>>>()?;
-        let options = LakecatOptions::from_config(&args.config_options);
+        let options = LakecatOptions::resolve(&args.config_options, self.models.settings())?;
         let fetch = match FetchSettings::from_options(&options) {
             Ok(fetch) => fetch,
             Err(message) => return exec_err!("{message}"),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::common::config::{ConfigEntry, ConfigExtension, DATAFUSION_FFI_CONFIG_NAMESPACE, ExtensionOptions};
 use datafusion::common::{config_err, extensions_options};
 use datafusion::config::ConfigOptions;
 use datafusion::prelude::SessionConfig;
@@ -55,6 +55,31 @@ impl LakecatOptions {
     /// The session's lakecat settings, or the defaults when the session did not register them.
     pub fn from_config(config: &ConfigOptions) -> Self {
         config.extensions.get::<CheckedOptions>().map(|checked| checked.0.clone()).unwrap_or_default()
+    }
+
+    /// The settings a function scores with: the session's own when it registered them (every
+    /// lakecat session does); otherwise `defaults`, with the `lakecat.*` values of a host
+    /// session that reached the function through DataFusion's FFI (datafusion-python, where
+    /// `SET lakecat.top_k = 5` lands in the FFI namespace) laid over them, each checked as
+    /// `SET` checks it.
+    pub fn resolve(config: &ConfigOptions, defaults: &LakecatOptions) -> datafusion::error::Result<Self> {
+        if let Some(checked) = config.extensions.get::<CheckedOptions>() {
+            return Ok(checked.0.clone());
+        }
+        let mut checked = CheckedOptions(defaults.clone());
+        let foreign = config.extensions.iter().filter(|(prefix, _)| *prefix == DATAFUSION_FFI_CONFIG_NAMESPACE);
+        let namespace = format!("{DATAFUSION_FFI_CONFIG_NAMESPACE}.");
+        let prefix = format!("{}.", CheckedOptions::PREFIX);
+        for (_, extension) in foreign {
+            for entry in extension.entries() {
+                // Crossing the FFI prefixes each key with its namespace once more.
+                let key = entry.key.strip_prefix(&namespace).unwrap_or(&entry.key);
+                if let (Some(key), Some(value)) = (key.strip_prefix(&prefix), entry.value) {
+                    checked.set(key, &value)?;
+                }
+            }
+        }
+        Ok(checked.0)
     }
 
     /// `Err` names the first setting out of its range and says what is allowed.
@@ -155,4 +180,77 @@ pub fn session_config() -> SessionConfig {
         SessionConfig::new().with_information_schema(true).with_option_extension(CheckedOptions::default());
     config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// What a host session carries through DataFusion's FFI: full keys under one namespace.
+    #[derive(Debug, Clone, Default)]
+    struct ForeignOptions(BTreeMap<String, String>);
+
+    impl ExtensionOptions for ForeignOptions {
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+        fn cloned(&self) -> Box<dyn ExtensionOptions> {
+            Box::new(self.clone())
+        }
+        fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+            self.0.insert(key.to_string(), value.to_string());
+            Ok(())
+        }
+        fn entries(&self) -> Vec<ConfigEntry> {
+            let entry = |(key, value): (&String, &String)| ConfigEntry {
+                key: key.clone(),
+                value: Some(value.clone()),
+                description: "",
+            };
+            self.0.iter().map(entry).collect()
+        }
+    }
+
+    impl ConfigExtension for ForeignOptions {
+        const PREFIX: &'static str = DATAFUSION_FFI_CONFIG_NAMESPACE;
+    }
+
+    fn foreign(entries: &[(&str, &str)]) -> ConfigOptions {
+        let mut options = ForeignOptions::default();
+        for (key, value) in entries {
+            options.0.insert(key.to_string(), value.to_string());
+        }
+        let mut config = ConfigOptions::default();
+        config.extensions.insert(options);
+        config
+    }
+
+    #[test]
+    fn a_session_of_its_own_wins_over_defaults() {
+        let mut config = session_config();
+        config.options_mut().set("lakecat.top_k", "7").unwrap();
+        let defaults = LakecatOptions { top_k: 1, ..Default::default() };
+        assert_eq!(LakecatOptions::resolve(config.options(), &defaults).unwrap().top_k, 7);
+    }
+
+    #[test]
+    fn foreign_values_are_laid_over_the_defaults_and_checked() {
+        let defaults = LakecatOptions { top_k: 1, confidence_threshold: 0.9, ..Default::default() };
+        let config = foreign(&[("lakecat.top_k", "5"), ("other.setting", "x")]);
+        let crossed = foreign(&[("datafusion_ffi.lakecat.top_k", "5")]);
+        assert_eq!(LakecatOptions::resolve(&crossed, &defaults).unwrap().top_k, 5);
+        let resolved = LakecatOptions::resolve(&config, &defaults).unwrap();
+        assert_eq!((resolved.top_k, resolved.confidence_threshold), (5, 0.9));
+
+        let without = LakecatOptions::resolve(&ConfigOptions::default(), &defaults).unwrap();
+        assert_eq!(without.top_k, 1);
+
+        let error = LakecatOptions::resolve(&foreign(&[("lakecat.top_k", "5000")]), &defaults).unwrap_err();
+        assert!(error.to_string().contains("lakecat.top_k must be between 0 and 1000"), "{error}");
+    }
 }

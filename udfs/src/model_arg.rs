@@ -48,6 +48,16 @@ pub(crate) fn from_literal(function: &str, literal: &Option<&ScalarValue>) -> Re
 pub(crate) fn from_value(function: &str, value: &ColumnarValue) -> Result<String> {
     match value {
         ColumnarValue::Scalar(value) => from_scalar(value),
+        // DataFusion's FFI passes a literal as an array of equal values (datafusion-python).
+        ColumnarValue::Array(array) if !array.is_empty() => {
+            let first = ScalarValue::try_from_array(array, 0)?;
+            for row in 1..array.len() {
+                if ScalarValue::try_from_array(array, row)? != first {
+                    return exec_err!("{function}: the model name must be a string literal, not a column");
+                }
+            }
+            from_scalar(&first)
+        }
         ColumnarValue::Array(_) => exec_err!("{function}: the model name must be a string literal"),
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::LakecatOptions;
 use crate::engine::Engine;
 use crate::{Error, Result};
 
@@ -10,6 +11,7 @@ use crate::{Error, Result};
 pub struct ModelRegistry {
     default: Option<String>,
     engines: BTreeMap<String, Arc<Engine>>,
+    settings: LakecatOptions,
 }
 
 impl ModelRegistry {
@@ -23,6 +25,17 @@ impl ModelRegistry {
         self.default.get_or_insert_with(|| name.clone());
         self.engines.insert(name, Arc::new(engine));
         self
+    }
+
+    /// The settings the functions score with in a session that has none of its own (a host
+    /// session reached through DataFusion's FFI); see [`LakecatOptions::resolve`].
+    pub fn with_settings(mut self, settings: LakecatOptions) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn settings(&self) -> &LakecatOptions {
+        &self.settings
     }
 
     /// The model called `name`, or the default for `None`.
