@@ -30,6 +30,7 @@ ROWS=$(tail -n +2 "$FASHION/products.csv" | wc -l)
 cat > "$WORK/score.py" <<'PY'
 import sys
 import datafusion
+import pyarrow
 import pyarrow.csv
 import lakecat
 
@@ -37,7 +38,10 @@ table, model, sql, out = sys.argv[1:5]
 ctx = datafusion.SessionContext()
 lakecat.register(ctx, model)
 lakecat.register_table(ctx, "products", table)
-pyarrow.csv.write_csv(ctx.sql(sql).to_arrow_table(), out)
+result = ctx.sql(sql).to_arrow_table()
+# pyarrow's CSV writer takes no view types (DataFusion 55 returns strings as views).
+plain = [pyarrow.field(f.name, pyarrow.string() if f.type == pyarrow.string_view() else f.type) for f in result.schema]
+pyarrow.csv.write_csv(result.cast(pyarrow.schema(plain)), out)
 PY
 SCORE="SELECT product_id, c.category AS category, c.confidence AS confidence FROM (SELECT product_id, categorize(image, title, description) AS c FROM products)"
 FIXED="SELECT 1 AS one"
