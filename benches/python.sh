@@ -35,7 +35,7 @@ import pyarrow.csv
 import lakecat
 
 table, model, sql, out = sys.argv[1:5]
-ctx = datafusion.SessionContext()
+ctx = datafusion.SessionContext(lakecat.session_config())
 lakecat.register(ctx, model)
 lakecat.register_table(ctx, "products", table)
 result = ctx.sql(sql).to_arrow_table()

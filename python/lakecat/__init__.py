@@ -2,7 +2,7 @@
 
     import datafusion, lakecat
 
-    ctx = datafusion.SessionContext()
+    ctx = datafusion.SessionContext(lakecat.session_config())
     lakecat.register(ctx, models={"fashion": "s3://models/fashion"})
     lakecat.register_table(ctx, "products", "s3://lake/products")
     ctx.sql(\"\"\"
@@ -158,6 +158,12 @@ def session_config(
 ) -> datafusion.SessionConfig:
     """A SessionConfig (`config`, or a new one) that knows lakecat's settings, so that
     `SET lakecat.top_k = 5` works in its sessions; `settings` are checked and set now.
-    Values set here win over those given to `register`."""
+    Values set here win over those given to `register`. It also turns off DataFusion 55's
+    leaf-expression pushdown, which otherwise runs the model once per field selected from
+    `categorize(...)`: use it for every session that scores."""
     config = config if config is not None else datafusion.SessionConfig()
+    # As in lakecat's own sessions: DataFusion 55's leaf-expression pushdown turns
+    # `SELECT c.a, c.b FROM (SELECT categorize(…) AS c …)` into one model run per field
+    # (apache/datafusion#23655).
+    config = config.set("datafusion.optimizer.enable_leaf_expression_pushdown", "false")
     return config.with_extension(_lakecat.Settings(_setting_pairs(settings)))
