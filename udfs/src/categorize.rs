@@ -29,6 +29,11 @@ pub struct CategorizeUdf {
 }
 
 impl CategorizeUdf {
+    /// The models it scores with (what a cluster plan names).
+    pub fn models(&self) -> &Arc<ModelRegistry> {
+        self.models.shared()
+    }
+
     pub fn new(models: Arc<ModelRegistry>) -> Self {
         Self {
             // Volatile, although a bundle is deterministic: the result depends on images fetched

@@ -20,6 +20,11 @@ pub struct CategoryLevelUdf {
 }
 
 impl CategoryLevelUdf {
+    /// The models it scores with (what a cluster plan names).
+    pub fn models(&self) -> &Arc<ModelRegistry> {
+        self.models.shared()
+    }
+
     pub fn new(models: Arc<ModelRegistry>) -> Self {
         Self { signature: Signature::user_defined(Volatility::Immutable), models: SharedModels::new(models) }
     }

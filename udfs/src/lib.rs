@@ -43,13 +43,40 @@ pub use taxonomy_versions::TaxonomyVersions;
 /// Registers `categorize`, `category_path`, `category_level`, `content_hash`, `image_version` and the `taxonomy`
 /// and `consensus` table functions for the models in `models`.
 pub fn register_all(ctx: &SessionContext, models: Arc<ModelRegistry>) {
-    ctx.register_udf(ScalarUDF::new_from_impl(content_hash::ContentHashUdf::new()));
-    ctx.register_udf(ScalarUDF::new_from_impl(image_version::ImageVersionUdf::new()));
-    ctx.register_udf(ScalarUDF::new_from_impl(categorize::CategorizeUdf::new(models.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())));
-    ctx.register_udf(ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())));
+    for function in model_free_functions().into_iter().chain(model_functions(&models)) {
+        ctx.register_udf(function);
+    }
     ctx.register_udtf("taxonomy", Arc::new(taxonomy_table::TaxonomyFunction::new(models)));
     ctx.register_udtf("consensus", Arc::new(consensus_table::ConsensusFunction));
+}
+
+/// The scalar functions that need no model: found by name wherever a plan is decoded.
+pub fn model_free_functions() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(content_hash::ContentHashUdf::new()),
+        ScalarUDF::new_from_impl(image_version::ImageVersionUdf::new()),
+    ]
+}
+
+/// The scalar functions that score with or look up in `models`.
+pub fn model_functions(models: &Arc<ModelRegistry>) -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(categorize::CategorizeUdf::new(models.clone())),
+        ScalarUDF::new_from_impl(category_path::CategoryPathUdf::new(models.clone())),
+        ScalarUDF::new_from_impl(category_level::CategoryLevelUdf::new(models.clone())),
+    ]
+}
+
+/// The models `function` uses, when it is one of [`model_functions`].
+pub fn models_of(function: &ScalarUDF) -> Option<&Arc<ModelRegistry>> {
+    let inner = function.inner();
+    inner
+        .downcast_ref::<categorize::CategorizeUdf>()
+        .map(categorize::CategorizeUdf::models)
+        .or_else(|| inner.downcast_ref::<category_path::CategoryPathUdf>().map(category_path::CategoryPathUdf::models))
+        .or_else(|| {
+            inner.downcast_ref::<category_level::CategoryLevelUdf>().map(category_level::CategoryLevelUdf::models)
+        })
 }
 
 /// Registers `taxonomy_migrate` and `taxonomy_id` over the taxonomy versions in `versions`.

@@ -11,6 +11,9 @@ use crate::{Error, Result};
 pub struct ModelRegistry {
     default: Option<String>,
     engines: BTreeMap<String, Arc<Engine>>,
+    /// Where each model's bundle was loaded from, as the session named it (a cluster's
+    /// executors load the same location).
+    locations: BTreeMap<String, String>,
     settings: LakecatOptions,
 }
 
@@ -19,12 +22,34 @@ impl ModelRegistry {
         Self::default()
     }
 
-    /// Adds a model under `name`; the first model added becomes the default.
-    pub fn with_model(mut self, name: impl Into<String>, engine: Engine) -> Self {
+    /// Adds a model under `name`, loaded from its bundle directory; the first model added
+    /// becomes the default.
+    pub fn with_model(self, name: impl Into<String>, engine: Engine) -> Self {
+        let location = engine.bundle().dir().display().to_string();
+        self.with_model_from(name, engine, location)
+    }
+
+    /// Adds a model under `name` whose bundle came from `location` (a path or an object store
+    /// URL, as resolved to one version).
+    pub fn with_model_from(mut self, name: impl Into<String>, engine: Engine, location: impl Into<String>) -> Self {
         let name = name.into();
         self.default.get_or_insert_with(|| name.clone());
+        self.locations.insert(name.clone(), location.into());
         self.engines.insert(name, Arc::new(engine));
         self
+    }
+
+    /// Every model as (name, bundle location, engine), the default first.
+    pub fn sources(&self) -> Vec<(&str, &str, &Arc<Engine>)> {
+        let mut sources: Vec<_> = self
+            .engines
+            .iter()
+            .map(|(name, engine)| {
+                (name.as_str(), self.locations.get(name).map(String::as_str).unwrap_or_default(), engine)
+            })
+            .collect();
+        sources.sort_by_key(|(name, _, _)| Some(*name) != self.default.as_deref());
+        sources
     }
 
     /// The settings the functions score with in a session that has none of its own (a host
@@ -67,6 +92,10 @@ pub struct Shared<T>(Arc<T>);
 impl<T> Shared<T> {
     pub fn new(inner: Arc<T>) -> Self {
         Self(inner)
+    }
+
+    pub fn shared(&self) -> &Arc<T> {
+        &self.0
     }
 }
 
