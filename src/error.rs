@@ -32,6 +32,9 @@ pub enum Error {
     /// Input the user can fix: a missing column, a bad flag combination.
     #[error("{0}")]
     Input(String),
+    /// A cluster that refused or could not be reached (the message says what to start).
+    #[error("{0}")]
+    Cluster(String),
     /// A refresh that could not commit (what it did commit is in the message).
     #[error("refresh failed: {0}")]
     Refresh(String),

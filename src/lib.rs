@@ -5,6 +5,7 @@
 //! `lakecat-core`.
 
 pub mod bundles;
+pub mod cluster;
 pub mod delta;
 pub mod error;
 pub mod jobs;

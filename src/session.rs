@@ -22,6 +22,7 @@ pub struct SessionBuilder {
     batch_size: Option<usize>,
     device: Device,
     storage: StorageOptions,
+    cluster: Option<String>,
 }
 
 impl SessionBuilder {
@@ -88,6 +89,14 @@ impl SessionBuilder {
         self
     }
 
+    /// Runs the session's queries on the Ballista cluster whose scheduler is at `url`
+    /// (`df://HOST:PORT`; see [`crate::cluster`]). Its executors load the same tables and
+    /// bundles themselves.
+    pub fn with_cluster(mut self, url: impl Into<String>) -> Self {
+        self.cluster = Some(url.into());
+        self
+    }
+
     /// A session setting, as `SET key = value` would set it (e.g. `lakecat.fetch_timeout_secs`,
     /// `datafusion.execution.target_partitions`); checked when the session is built.
     pub fn with_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -97,12 +106,19 @@ impl SessionBuilder {
 
     /// Loads every model (refusing a bad bundle before any query runs) and registers every table.
     pub async fn build(self) -> Result<LakecatSession> {
-        let mut config = lakecat_udfs::config::session_config();
+        // A cluster session knows Ballista's settings (`ballista.*`) as well as lakecat's.
+        let mut config = match &self.cluster {
+            Some(_) => crate::cluster::cluster_config(),
+            None => lakecat_udfs::config::session_config(),
+        };
         for (key, value) in &self.settings {
             config.options_mut().set(key, value)?;
         }
         let settings = lakecat_udfs::config::LakecatOptions::from_config(config.options());
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = match &self.cluster {
+            Some(url) => crate::cluster::client_context(url, config, self.storage.clone()).await?,
+            None => SessionContext::new_with_config(config),
+        };
         let mut registry = ModelRegistry::new().with_settings(settings);
         let store = BundleStore::new().with_storage_options(self.storage.clone());
         let mut bundles = Vec::with_capacity(self.models.len());
@@ -112,7 +128,12 @@ impl SessionBuilder {
             if let Some(batch_size) = self.batch_size {
                 engine = engine.with_batch_size(batch_size);
             }
-            registry = registry.with_model(name, engine.build()?);
+            // Named so that any machine can find it: a cluster's executors load it too.
+            let location = match std::path::absolute(&bundle.dir) {
+                Ok(dir) if !bundle.location.contains("://") => dir.display().to_string(),
+                _ => bundle.location.clone(),
+            };
+            registry = registry.with_model_from(name, engine.build()?, location);
             bundles.push((name.clone(), bundle));
         }
         let models = Arc::new(registry);
@@ -134,7 +155,8 @@ impl SessionBuilder {
             versions = versions.with_rules(from, to, rules);
         }
         lakecat_udfs::register_taxonomy_functions(&ctx, Arc::new(versions));
-        let session = LakecatSession { ctx, models, bundles };
+        let cluster = self.cluster.is_some().then(|| self.storage.clone());
+        let session = LakecatSession { ctx, models, bundles, cluster };
         for (name, location, version) in &self.tables {
             session.register_table(name, &delta::open_table(location, *version, &self.storage).await?).await?;
         }
@@ -149,6 +171,8 @@ pub struct LakecatSession {
     pub models: Arc<ModelRegistry>,
     /// Where each model's bundle came from (model name, resolved bundle).
     pub bundles: Vec<(String, ResolvedBundle)>,
+    /// On a cluster: the storage options its tables are opened with.
+    cluster: Option<StorageOptions>,
 }
 
 impl LakecatSession {
@@ -156,7 +180,12 @@ impl LakecatSession {
     pub async fn register_table(&self, name: &str, table: &deltalake::DeltaTable) -> Result<()> {
         let location = table.table_url().to_string();
         table.update_datafusion_session(&self.ctx.state()).map_err(|source| crate::Error::delta(&location, source))?;
-        let provider = table.table_provider().await?;
+        let mut provider = table.table_provider().await?;
+        if let Some(storage) = &self.cluster {
+            let version = table.version().ok_or_else(|| crate::Error::NotATable(location.clone()))?;
+            let at = crate::cluster::scan::TableAt { location, version };
+            provider = Arc::new(crate::cluster::scan::ClusterTable::new(at, provider.schema(), storage.clone()));
+        }
         self.ctx.deregister_table(name)?;
         self.ctx.register_table(name, provider)?;
         Ok(())

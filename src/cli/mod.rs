@@ -1,5 +1,6 @@
 //! Subcommands, one file each.
 
+mod cluster;
 #[cfg(feature = "train")]
 mod demo;
 mod eval;
@@ -41,6 +42,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Cluster(cluster::ClusterArgs),
     #[cfg(feature = "train")]
     Demo(demo::DemoArgs),
     /// Build a small local lakehouse, train a model and score it (not in this build: it trains).
@@ -130,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let storage =
         cli.storage_options.into_iter().fold(StorageOptions::new(), |options, (key, value)| options.with(key, value));
     match cli.command {
+        Command::Cluster(args) => cluster::run(args, storage).await,
         #[cfg(feature = "train")]
         Command::Demo(args) => demo::run(args).await,
         #[cfg(not(feature = "train"))]

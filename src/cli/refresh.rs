@@ -76,6 +76,10 @@ pub struct RefreshArgs {
     /// Times to start over when another writer commits first.
     #[arg(long, default_value_t = 5)]
     max_attempts: usize,
+    /// Score on the Ballista cluster whose scheduler is at df://HOST:PORT (`lakecat cluster`);
+    /// comparing and committing stay here.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
     /// Print the summary as one JSON object on standard output (for schedulers).
     #[arg(long)]
     json: bool,
@@ -98,6 +102,9 @@ pub async fn run(args: RefreshArgs, storage: lakecat::StorageOptions) -> anyhow:
     }
     if let Some(column) = args.image_column {
         job = job.with_image_column(column);
+    }
+    if let Some(url) = args.cluster {
+        job = job.with_cluster(url);
     }
     for setting in &args.settings {
         let Some((key, value)) = setting.split_once('=') else {

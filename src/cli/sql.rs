@@ -90,6 +90,10 @@ pub struct SessionArgs {
     /// lakecat.confidence_threshold=0.7, datafusion.execution.target_partitions=4.
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
+    /// Run the queries on the Ballista cluster whose scheduler is at df://HOST:PORT (started
+    /// with `lakecat cluster scheduler`); its executors open the same tables and bundles.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
 }
 
 impl SessionArgs {
@@ -109,6 +113,9 @@ impl SessionArgs {
         }
         if let Some(store) = &self.taxonomies {
             builder = builder.with_taxonomy_store(store);
+        }
+        if let Some(url) = &self.cluster {
+            builder = builder.with_cluster(url);
         }
         for spec in &self.rules {
             let Some((versions, file)) = spec.split_once('=') else {

@@ -64,6 +64,7 @@ pub struct RefreshJob {
     settings: Vec<(String, String)>,
     max_attempts: usize,
     storage: crate::StorageOptions,
+    cluster: Option<String>,
     progress: Arc<dyn Progress>,
 }
 
@@ -141,6 +142,7 @@ impl RefreshJob {
             settings: Vec::new(),
             max_attempts: 5,
             storage: crate::StorageOptions::default(),
+            cluster: None,
             progress: Arc::new(Quiet),
         }
     }
@@ -200,6 +202,13 @@ impl RefreshJob {
         self
     }
 
+    /// Scores on the Ballista cluster at `url` (`df://HOST:PORT`); this process still compares
+    /// and commits, so the predictions table is written from one place.
+    pub fn with_cluster(mut self, url: impl Into<String>) -> Self {
+        self.cluster = Some(url.into());
+        self
+    }
+
     /// How much `with_delete_missing` may delete: refuse when more than `max_fraction` of the
     /// table's predictions (or any, from an empty source) would go, unless `force`. A wrong
     /// path or a truncated snapshot reads as "every product is gone".
@@ -237,6 +246,9 @@ impl RefreshJob {
             .with_setting("datafusion.execution.batch_size", self.chunk_rows.min(1024).to_string());
         if let Some(batch_size) = self.batch_size {
             builder = builder.with_batch_size(batch_size);
+        }
+        if let Some(url) = &self.cluster {
+            builder = builder.with_cluster(url);
         }
         for (key, value) in &self.settings {
             builder = builder.with_setting(key, value);

@@ -23,7 +23,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn help_teaches_the_subcommands() {
     let help = stdout(&lakecat(&["--help"]));
-    for command in ["demo", "import", "sql", "serve", "refresh", "taxonomy", "labels", "train", "eval"] {
+    for command in ["demo", "import", "sql", "serve", "cluster", "refresh", "taxonomy", "labels", "train", "eval"] {
         assert!(help.contains(command), "{help}");
     }
     let sql = stdout(&lakecat(&["sql", "--help"]));
@@ -37,6 +37,9 @@ fn help_teaches_the_subcommands() {
         (&["train", "--help"][..], "--search-trials"),
         (&["train", "--help"][..], "mobilenet-v2"),
         (&["eval", "--help"][..], "confusion-matrix.png"),
+        (&["cluster", "--help"][..], "lakecat cluster executor --scheduler df://127.0.0.1:50050"),
+        (&["cluster", "executor", "--help"][..], "--task-slots"),
+        (&["sql", "--help"][..], "--cluster <df://HOST:PORT>"),
     ] {
         let help = stdout(&lakecat(command));
         assert!(help.contains(teaches), "{command:?}: {help}");

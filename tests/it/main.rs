@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod cluster;
 mod flight;
 mod import;
 mod labels;

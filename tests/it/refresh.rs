@@ -82,7 +82,7 @@ pub(crate) async fn differences_from_categorize(
 }
 
 /// The predictions table in a comparable form: every column but the scoring time, in id order.
-async fn predictions(location: &Path) -> String {
+pub(crate) async fn predictions(location: &Path) -> String {
     let session =
         SessionBuilder::new().with_table("predictions", location.display().to_string()).build().await.unwrap();
     let sql = format!("SELECT {ROW}, scored_with FROM predictions ORDER BY product_id");
@@ -268,7 +268,7 @@ async fn bad_rows_are_written_with_their_error_and_duplicate_ids_refused() {
     assert!(missing_column.to_string().contains("no image column \"image\""), "{missing_column}");
 }
 
-fn refresh_command(source: &Path, target: &Path, model: &Path, chunk_rows: usize) -> Command {
+pub(crate) fn refresh_command(source: &Path, target: &Path, model: &Path, chunk_rows: usize) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lakecat"));
     command
         .args(["refresh", "--json", "--batch-size", "8", "--chunk-rows"])
@@ -287,21 +287,21 @@ fn refresh_command(source: &Path, target: &Path, model: &Path, chunk_rows: usize
 
 /// How a `lakecat refresh` process ended.
 #[derive(Debug)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Outcome {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Outcome {
     /// The `--json` report of a run that succeeded.
-    fn report(&self) -> serde_json::Value {
+    pub(crate) fn report(&self) -> serde_json::Value {
         assert_eq!(self.code, Some(0), "the run failed: {self:?}");
         serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("{error}: {self:?}"))
     }
 }
 
-fn finish(child: Child) -> Outcome {
+pub(crate) fn finish(child: Child) -> Outcome {
     let output = child.wait_with_output().unwrap();
     Outcome {
         code: output.status.code(),
