@@ -113,12 +113,13 @@ pub async fn run(args: ClusterArgs, storage: lakecat::StorageOptions) -> anyhow:
             if let Some(dir) = &args.work_dir {
                 executor = executor.with_work_dir(dir);
             }
+            let device = clap::ValueEnum::to_possible_value(&args.device).map(|value| value.get_name().to_string());
             eprintln!(
-                "lakecat cluster executor on {}:{} (gRPC {}), models on {:?}, scheduler {}",
+                "lakecat cluster executor on {}:{} (gRPC {}), models on {}, scheduler {}",
                 args.external_host.as_deref().unwrap_or(&args.bind),
                 args.port,
                 args.grpc_port,
-                args.device,
+                device.unwrap_or_default(),
                 args.scheduler
             );
             executor.run().await?;
