@@ -113,7 +113,9 @@ impl Models {
             builder = builder.with_batch_size(batch_size);
         }
         let runtime = runtime()?;
-        let session = py.detach(|| runtime.block_on(builder.build())).map_err(error)?;
+        // The error as text: lakecat::Error is too large to return across the detach by value.
+        let session =
+            py.detach(|| runtime.block_on(builder.build()).map_err(|failure| failure.to_string())).map_err(error)?;
         Ok(Self { session })
     }
 
@@ -213,7 +215,7 @@ impl DeltaTable {
                 let state = SessionStateBuilder::new().with_runtime_env(runtime_env.clone()).build();
                 table.update_datafusion_session(&state).map_err(error)?;
                 let inner = table.table_provider().await.map_err(error)?;
-                let version = table.version().and_then(|version| u64::try_from(version).ok());
+                let version = table.version();
                 Ok::<_, PyErr>((OwnRuntimeTable { inner, runtime_env }, version, table.table_url().to_string()))
             })
         })?;
