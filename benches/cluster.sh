@@ -67,22 +67,21 @@ measure() {
   client=$(awk '{ print $1 + $2 }' "$WORK/time")
   echo "{\"case\": \"$name\", \"seconds\": $(awk "BEGIN { printf \"%.3f\", $end - $start }"), \"cpu\": $(awk "BEGIN { printf \"%.3f\", $client + $after - $before }")}"
 }
+# rounds CASE [FLAGS…]: ROUNDS runs of the fixed and the scoring query.
+rounds() {
+  local case="$1" round; shift
+  for round in $(seq "$ROUNDS"); do
+    measure "fixed_$case" "$WORK/fixed-$case.csv" "$FIXED" "$@"
+    measure "score_$case" "$WORK/score-$case.csv" "$SCORE" "$@"
+  done
+}
 {
-  for round in $(seq "$ROUNDS"); do
-    measure fixed_local "$WORK/fixed-local.csv" "$FIXED"
-    measure score_local "$WORK/score-local.csv" "$SCORE"
-  done
+  rounds local
   start_cluster 1 2
-  for round in $(seq "$ROUNDS"); do
-    measure fixed_1 "$WORK/fixed-1.csv" "$FIXED" --cluster "$URL"
-    measure score_1 "$WORK/score-1.csv" "$SCORE" --cluster "$URL"
-  done
+  rounds 1 --cluster "$URL"
   stop_cluster
   start_cluster 2 1
-  for round in $(seq "$ROUNDS"); do
-    measure fixed_2 "$WORK/fixed-2.csv" "$FIXED" --cluster "$URL"
-    measure score_2 "$WORK/score-2.csv" "$SCORE" --cluster "$URL"
-  done
+  rounds 2 --cluster "$URL"
   stop_cluster
 } | tee "$WORK/runs.jsonl"
 

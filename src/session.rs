@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use lakecat_udfs::{Device, EngineBuilder, ModelRegistry};
+use lakecat_udfs::{Device, Engine, EngineBuilder, ModelRegistry};
 
 use crate::bundles::{BundleStore, ResolvedBundle};
 use crate::storage::StorageOptions;
@@ -123,17 +123,13 @@ impl SessionBuilder {
         let store = BundleStore::new().with_storage_options(self.storage.clone());
         let mut bundles = Vec::with_capacity(self.models.len());
         for (name, location) in &self.models {
-            let bundle = store.resolve(location).await?;
-            let mut engine = EngineBuilder::new(&bundle.dir).with_device(self.device);
-            if let Some(batch_size) = self.batch_size {
-                engine = engine.with_batch_size(batch_size);
-            }
+            let (bundle, engine) = load_engine(&store, location, self.device, self.batch_size).await?;
             // Named so that any machine can find it: a cluster's executors load it too.
             let location = match std::path::absolute(&bundle.dir) {
                 Ok(dir) if !bundle.location.contains("://") => dir.display().to_string(),
                 _ => bundle.location.clone(),
             };
-            registry = registry.with_model_from(name, engine.build()?, location);
+            registry = registry.with_model_from(name, engine, location);
             bundles.push((name.clone(), bundle));
         }
         let models = Arc::new(registry);
@@ -162,6 +158,23 @@ impl SessionBuilder {
         }
         Ok(session)
     }
+}
+
+/// Resolves the bundle at `location` (downloading a remote one into the cache) and builds its
+/// engine.
+pub(crate) async fn load_engine(
+    store: &BundleStore,
+    location: &str,
+    device: Device,
+    batch_size: Option<usize>,
+) -> Result<(ResolvedBundle, Engine)> {
+    let bundle = store.resolve(location).await?;
+    let mut engine = EngineBuilder::new(&bundle.dir).with_device(device);
+    if let Some(batch_size) = batch_size {
+        engine = engine.with_batch_size(batch_size);
+    }
+    let engine = engine.build()?;
+    Ok((bundle, engine))
 }
 
 /// The session and the models its functions score with.

@@ -23,12 +23,13 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
-use lakecat_udfs::{Device, EngineBuilder, ModelRegistry};
+use lakecat_udfs::{Device, ModelRegistry};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::scan::{ClusterScanExec, ClusterTable, ScanRef, TableAt};
 use crate::bundles::BundleStore;
+use crate::session::load_engine;
 use crate::storage::StorageOptions;
 
 const DELTA_TABLE: &[u8] = b"lakecat:delta-table:";
@@ -93,15 +94,9 @@ impl ModelLoader {
             return Ok(registry.clone());
         }
         let mut registry = ModelRegistry::new();
+        let store = BundleStore::new().with_storage_options(self.storage.clone());
         for model in refs {
-            let store = BundleStore::new().with_storage_options(self.storage.clone());
-            let bundle = run_async(|| store.resolve(&model.location))?
-                .map_err(|error| DataFusionError::External(Box::new(error)))?;
-            let mut engine = EngineBuilder::new(&bundle.dir).with_device(self.device);
-            if let Some(batch_size) = self.batch_size {
-                engine = engine.with_batch_size(batch_size);
-            }
-            let engine = engine.build().map_err(|error| DataFusionError::External(Box::new(error)))?;
+            let (_, engine) = run_async(|| load_engine(&store, &model.location, self.device, self.batch_size))??;
             let found = engine.bundle().fingerprint();
             if found != model.fingerprint {
                 return Err(DataFusionError::Execution(format!(
@@ -118,27 +113,40 @@ impl ModelLoader {
         Ok(registry)
     }
 
-    fn encode_udf(function: &ScalarUDF, buf: &mut Vec<u8>) -> Result<bool> {
-        let Some(models) = lakecat_udfs::models_of(function) else { return Ok(false) };
-        buf.extend_from_slice(MODELS);
-        serde_json::to_writer(buf, &model_refs(models)).map_err(external)?;
-        Ok(true)
+    /// Options for the object stores of tables and bundles.
+    pub fn storage(&self) -> &StorageOptions {
+        &self.storage
     }
 
-    fn decode_udf(&self, name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
-        let Some(refs) = buf.strip_prefix(MODELS) else { return Ok(None) };
+    /// Writes a model function's references into `buf`; any other function is `ballista`'s.
+    fn encode_udf(
+        function: &ScalarUDF,
+        buf: &mut Vec<u8>,
+        ballista: impl FnOnce(&ScalarUDF, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let Some(models) = lakecat_udfs::models_of(function) else { return ballista(function, buf) };
+        buf.extend_from_slice(MODELS);
+        serde_json::to_writer(buf, &model_refs(models)).map_err(external)
+    }
+
+    /// A model function from its references; any other function is `ballista`'s.
+    fn decode_udf(
+        &self,
+        name: &str,
+        buf: &[u8],
+        ballista: impl FnOnce(&str, &[u8]) -> Result<Arc<ScalarUDF>>,
+    ) -> Result<Arc<ScalarUDF>> {
+        let Some(refs) = buf.strip_prefix(MODELS) else { return ballista(name, buf) };
         let refs: Vec<ModelRef> = serde_json::from_slice(refs).map_err(external)?;
         let registry = match self.registry(&refs) {
             Ok(registry) => registry,
             Err(error) if self.refuse_when_called => {
-                return Ok(Some(Arc::new(ScalarUDF::new_from_impl(Refused::new(name, error.to_string())))));
+                return Ok(Arc::new(ScalarUDF::new_from_impl(Refused::new(name, error.to_string()))));
             }
             Err(error) => return Err(error),
         };
         let function = lakecat_udfs::model_functions(&registry).into_iter().find(|function| function.name() == name);
-        function
-            .map(|function| Some(Arc::new(function)))
-            .ok_or_else(|| DataFusionError::Plan(format!("{name} is not a lakecat model function")))
+        function.map(Arc::new).ok_or_else(|| DataFusionError::Plan(format!("{name} is not a lakecat model function")))
     }
 }
 
@@ -202,12 +210,11 @@ fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusion
 pub struct LogicalCodec {
     ballista: BallistaLogicalExtensionCodec,
     models: Arc<ModelLoader>,
-    storage: StorageOptions,
 }
 
 impl LogicalCodec {
-    pub fn new(models: Arc<ModelLoader>, storage: StorageOptions) -> Self {
-        Self { ballista: BallistaLogicalExtensionCodec::default(), models, storage }
+    pub fn new(models: Arc<ModelLoader>) -> Self {
+        Self { ballista: BallistaLogicalExtensionCodec::default(), models }
     }
 }
 
@@ -229,7 +236,7 @@ impl LogicalExtensionCodec for LogicalCodec {
     ) -> Result<Arc<dyn TableProvider>> {
         if let Some(table) = buf.strip_prefix(DELTA_TABLE) {
             let table: TableAt = serde_json::from_slice(table).map_err(external)?;
-            return Ok(Arc::new(ClusterTable::new(table, schema, self.storage.clone())));
+            return Ok(Arc::new(ClusterTable::new(table, schema, self.models.storage().clone())));
         }
         if let Some(partitions) = buf.strip_prefix(MEMORY_TABLE) {
             return Ok(Arc::new(MemTable::try_new(schema, decode_partitions(partitions)?)?));
@@ -268,14 +275,11 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match self.models.decode_udf(name, buf)? {
-            Some(function) => Ok(function),
-            None => self.ballista.try_decode_udf(name, buf),
-        }
+        self.models.decode_udf(name, buf, |name, buf| LogicalExtensionCodec::try_decode_udf(&self.ballista, name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if ModelLoader::encode_udf(node, buf)? { Ok(()) } else { self.ballista.try_encode_udf(node, buf) }
+        ModelLoader::encode_udf(node, buf, |node, buf| LogicalExtensionCodec::try_encode_udf(&self.ballista, node, buf))
     }
 }
 
@@ -321,12 +325,11 @@ fn truncated(what: &str) -> DataFusionError {
 pub struct PhysicalCodec {
     ballista: BallistaPhysicalExtensionCodec,
     models: Arc<ModelLoader>,
-    storage: StorageOptions,
 }
 
 impl PhysicalCodec {
-    pub fn new(models: Arc<ModelLoader>, storage: StorageOptions) -> Self {
-        Self { ballista: BallistaPhysicalExtensionCodec::default(), models, storage }
+    pub fn new(models: Arc<ModelLoader>) -> Self {
+        Self { ballista: BallistaPhysicalExtensionCodec::default(), models }
     }
 }
 
@@ -352,7 +355,7 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         let bytes = hex::decode(&wire.schema).map_err(|_| truncated("scan schema"))?;
         let schema = datafusion_proto::protobuf::Schema::decode(bytes.as_slice()).map_err(external)?;
         let schema = Schema::try_from(&schema).map_err(|error| DataFusionError::Internal(error.to_string()))?;
-        Ok(Arc::new(ClusterScanExec::decoded(wire.scan, Arc::new(schema), self.storage.clone())))
+        Ok(Arc::new(ClusterScanExec::decoded(wire.scan, Arc::new(schema), self.models.storage().clone())))
     }
 
     fn try_encode(
@@ -372,13 +375,12 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match self.models.decode_udf(name, buf)? {
-            Some(function) => Ok(function),
-            None => self.ballista.try_decode_udf(name, buf),
-        }
+        self.models.decode_udf(name, buf, |name, buf| PhysicalExtensionCodec::try_decode_udf(&self.ballista, name, buf))
     }
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        if ModelLoader::encode_udf(node, buf)? { Ok(()) } else { self.ballista.try_encode_udf(node, buf) }
+        ModelLoader::encode_udf(node, buf, |node, buf| {
+            PhysicalExtensionCodec::try_encode_udf(&self.ballista, node, buf)
+        })
     }
 }

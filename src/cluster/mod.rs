@@ -80,10 +80,10 @@ pub async fn client_context(url: &str, config: SessionConfig, storage: StorageOp
         }
         Err(_) => return Err(Error::Cluster(format!("the scheduler at {url} did not answer within 10 s"))),
     }
-    let models = Arc::new(ModelLoader::new("the client", Device::Cpu, None, storage.clone()));
+    let models = Arc::new(ModelLoader::new("the client", Device::Cpu, None, storage));
     let config = config
-        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::new(models.clone(), storage.clone())))
-        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::new(models, storage)));
+        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::new(models.clone())))
+        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::new(models)));
     let state = SessionStateBuilder::new().with_default_features().with_config(config).build();
     Ok(SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await?)
 }
@@ -134,8 +134,7 @@ impl SchedulerBuilder {
             .await
             .map_err(|error| cluster_error(&format!("bind {}", self.address), error))?;
         let address = listener.local_addr().map_err(|error| cluster_error("bind", error))?;
-        let models =
-            Arc::new(ModelLoader::new(format!("the scheduler at {address}"), Device::Cpu, None, self.storage.clone()));
+        let models = Arc::new(ModelLoader::new(format!("the scheduler at {address}"), Device::Cpu, None, self.storage));
         let mut config = SchedulerConfig::default()
             .with_hostname(address.ip().to_string())
             .with_port(address.port())
@@ -153,8 +152,8 @@ impl SchedulerBuilder {
         config.expire_dead_executor_interval_seconds = (self.executor_timeout_secs / 3).max(1);
         // With every executor lost, running queries fail after this long instead of waiting.
         config.no_executors_grace_period_seconds = self.executor_timeout_secs;
-        config.override_logical_codec = Some(Arc::new(LogicalCodec::new(models.clone(), self.storage.clone())));
-        config.override_physical_codec = Some(Arc::new(PhysicalCodec::new(models, self.storage)));
+        config.override_logical_codec = Some(Arc::new(LogicalCodec::new(models.clone())));
+        config.override_physical_codec = Some(Arc::new(PhysicalCodec::new(models)));
         config.validate().map_err(|error| cluster_error("scheduler settings", error))?;
         let config = Arc::new(config);
         let cluster =
@@ -269,7 +268,7 @@ impl ExecutorBuilder {
     pub async fn run(self) -> Result<()> {
         let name =
             format!("executor {}:{}", self.external_host.as_deref().unwrap_or(&self.bind_host), self.flight_port);
-        let models = Arc::new(ModelLoader::for_executor(name, self.device, self.batch_size, self.storage.clone()));
+        let models = Arc::new(ModelLoader::for_executor(name, self.device, self.batch_size, self.storage));
         // Ballista's default executor registry lacks the array functions its client plans with
         // (array_length, …): the executor gets the client's set, and lakecat's.
         let mut functions = BallistaFunctionRegistry::default();
@@ -289,8 +288,8 @@ impl ExecutorBuilder {
             executor_heartbeat_interval_seconds: EXECUTOR_HEARTBEAT_SECS,
             override_function_registry: Some(Arc::new(functions)),
             override_config_producer: Some(Arc::new(cluster_config)),
-            override_logical_codec: Some(Arc::new(LogicalCodec::new(models.clone(), self.storage.clone()))),
-            override_physical_codec: Some(Arc::new(PhysicalCodec::new(models, self.storage))),
+            override_logical_codec: Some(Arc::new(LogicalCodec::new(models.clone()))),
+            override_physical_codec: Some(Arc::new(PhysicalCodec::new(models))),
             ..ExecutorProcessConfig::default()
         };
         start_executor_process(Arc::new(config)).await.map_err(|error| cluster_error("executor", error))
