@@ -25,4 +25,6 @@ pub use progress::{Progress, Quiet};
 pub use prune::{PruneAction, PruneRow, Pruned, Pruner, SmallCategories};
 pub use taxonomy::{Node, Taxonomy};
 pub use taxonomy_formats::TaxonomyFormat;
-pub use text::{CharNgrams, NgramBuckets, NgramHash, TextEncoding, TextError, TextSpec, TextVectorizer};
+pub use text::{
+    CharNgrams, NgramBuckets, NgramHash, NgramSource, RowNorm, TextEncoding, TextError, TextSpec, TextVectorizer,
+};

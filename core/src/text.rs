@@ -27,6 +27,12 @@ pub struct TextSpec {
     /// it as `#` terms (absent in bundles made before: in the vocabulary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ngram_buckets: Option<NgramBuckets>,
+    /// What the character n-grams are cut from (absent in bundles made before: words).
+    #[serde(default, skip_serializing_if = "NgramSource::is_words")]
+    pub ngram_source: NgramSource,
+    /// How a `tf_idf` row is scaled to unit length (absent in bundles made before: whole).
+    #[serde(default, skip_serializing_if = "RowNorm::is_whole")]
+    pub row_norm: RowNorm,
     /// `multi_hot` (1.0 when a term occurs), `counts` (occurrences) or `tf_idf`.
     pub encoding: TextEncoding,
     /// Inverse document frequency of each input position, buckets included (`tf_idf` only;
@@ -79,6 +85,45 @@ impl NgramBuckets {
         match self.hash {
             NgramHash::Fnv1a32 => hash % self.count,
         }
+    }
+}
+
+/// The strings cut into character n-grams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NgramSource {
+    /// Each word (alphanumeric run of `min_token_chars` or more): "T-Shirt" is cut as "shirt".
+    #[default]
+    Words,
+    /// Each whitespace-separated token, lower-cased if asked, punctuation and one-letter words
+    /// kept, as scikit-learn's `char_wb` analyzer: "t-shirt" has n-grams ("<t-", "t-s") that
+    /// tell it from "shirt", as "3/4th" and "men's" keep theirs. 1.5 points of leaf top-1 on the
+    /// fashion data (benches/TRAINING.md).
+    Tokens,
+}
+
+impl NgramSource {
+    fn is_words(&self) -> bool {
+        *self == Self::Words
+    }
+}
+
+/// How a `tf_idf` row is scaled to unit length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowNorm {
+    /// The whole row at once.
+    #[default]
+    Whole,
+    /// Words (and pairs) to unit length, and apart from them the character n-grams, as
+    /// scikit-learn's `FeatureUnion` of a word and a character vectorizer: the twenty-odd
+    /// n-grams of a word do not drown the word itself.
+    EachPart,
+}
+
+impl RowNorm {
+    fn is_whole(&self) -> bool {
+        *self == Self::Whole
     }
 }
 
@@ -140,6 +185,8 @@ impl TextSpec {
             max_ngram: 1,
             char_ngrams: None,
             ngram_buckets: None,
+            ngram_source: NgramSource::Words,
+            row_norm: RowNorm::Whole,
             encoding: TextEncoding::MultiHot,
             max_field_bytes: 64 * 1024,
             vocabulary: Vec::new(),
@@ -309,7 +356,7 @@ impl TextVectorizer {
         let mut bucket_counts = vec![0usize; hashed.map_or(0, |(buckets, _)| buckets.count as usize)];
         let mut document_counts: HashMap<String, usize> = HashMap::new();
         let (mut terms, mut buckets_seen, mut documents) = (Vec::new(), Vec::new(), 0usize);
-        let mut scratch = NgramScratch::default();
+        let (mut scratch, mut token) = (NgramScratch::default(), String::new());
         for text in texts {
             documents += 1;
             terms.clear();
@@ -321,8 +368,12 @@ impl TextVectorizer {
             }
             if let Some((buckets, ngrams)) = hashed {
                 buckets_seen.clear();
-                for word in terms.iter().filter(|term| is_word(term)) {
-                    for_each_ngram_hash(ngrams, word, &mut scratch, |hash| buckets_seen.push(buckets.bucket(hash)));
+                let mut count = |source: &str| {
+                    for_each_ngram_hash(ngrams, source, &mut scratch, |hash| buckets_seen.push(buckets.bucket(hash)))
+                };
+                match settings.ngram_source {
+                    NgramSource::Words => terms.iter().filter(|term| is_word(term)).for_each(|word| count(word)),
+                    NgramSource::Tokens => for_each_token(&settings, text, &mut token, count),
                 }
                 buckets_seen.sort_unstable();
                 buckets_seen.dedup();
@@ -404,7 +455,7 @@ impl TextVectorizer {
         scratch: &mut EncodeScratch,
         out: &mut [f32],
     ) {
-        let EncodeScratch { words, word_positions, ngram, written } = scratch;
+        let EncodeScratch { words, word_positions, ngram, written, token } = scratch;
         words.words.clear();
         words.bounds.clear();
         word_positions.clear();
@@ -423,6 +474,25 @@ impl TextVectorizer {
             });
         }
         let Some(ngrams) = self.spec.char_ngrams else { return self.weigh(written, out) };
+        if self.spec.ngram_source == NgramSource::Tokens {
+            for text in [title, description].into_iter().flatten() {
+                for_each_token(&self.spec, text, token, |token| {
+                    // A token that is a vocabulary word has its n-grams precomputed.
+                    match self.index.get(token).filter(|_| is_word(token)) {
+                        Some(&position) => {
+                            let (start, end) = self.word_ngrams[position as usize];
+                            for &ngram_position in &self.ngram_positions[start as usize..end as usize] {
+                                add_term(encoding, out, written, ngram_position, 1);
+                            }
+                        }
+                        None => self.for_each_ngram_position(ngrams, token, ngram, |position| {
+                            add_term(encoding, out, written, position, 1)
+                        }),
+                    }
+                });
+            }
+            return self.weigh(written, out);
+        }
         // So far `written` holds each distinct known word (and pair) once, and `out` its count:
         // its n-grams are added once, times that count (a word has ~20 n-grams, and
         // descriptions repeat their words: Flipkart, 39% of a field's words).
@@ -448,18 +518,28 @@ impl TextVectorizer {
     /// TF-IDF's weighting of the counts at the positions `written`; nothing for other encodings.
     fn weigh(&self, written: &[u32], out: &mut [f32]) {
         if self.spec.encoding == TextEncoding::TfIdf {
-            let mut squares = 0.0f32;
+            // Sums of squares of the words (and pairs), and of the n-grams when scaled apart.
+            let mut squares = [0.0f32; 2];
+            let part = |position: u32| usize::from(self.spec.row_norm == RowNorm::EachPart && self.is_ngram(position));
             let sublinear_tf = &*SUBLINEAR_TF;
             for &position in written {
                 let slot = &mut out[position as usize];
                 let tf = sublinear_tf.get(*slot as usize).copied().unwrap_or_else(|| 1.0 + slot.ln());
                 *slot = tf * self.spec.idf[position as usize];
-                squares += *slot * *slot;
+                squares[part(position)] += *slot * *slot;
             }
-            let scale = 1.0 / squares.sqrt();
+            let scales = squares.map(|squares| 1.0 / squares.sqrt());
             for &position in written {
-                out[position as usize] *= scale;
+                out[position as usize] *= scales[part(position)];
             }
+        }
+    }
+
+    /// Whether an input position holds a character n-gram: a bucket, or a `#` term.
+    fn is_ngram(&self, position: u32) -> bool {
+        match self.spec.ngram_buckets {
+            Some(_) => position as usize >= self.spec.vocabulary.len(),
+            None => self.spec.vocabulary[position as usize].starts_with('#'),
         }
     }
 }
@@ -505,6 +585,8 @@ struct EncodeScratch {
     ngram: NgramScratch,
     /// The input positions set, each once.
     written: Vec<u32>,
+    /// The token being cut ([`NgramSource::Tokens`]).
+    token: String,
 }
 
 /// The words of a row's texts, back to back, and the word pair being built.
@@ -528,20 +610,41 @@ struct NgramScratch {
 
 /// Calls `visit` with each term of `text`: its words (maximal alphanumeric runs of at least
 /// `min_token_chars` characters, lower-cased if asked), then each pair of adjacent words, then
-/// the character n-grams of each word ([`CharNgrams`]).
+/// the character n-grams ([`CharNgrams`]) of each word or token ([`NgramSource`]).
 fn for_each_term(spec: &TextSpec, text: &str, mut visit: impl FnMut(&str)) {
     let mut scratch = Scratch::default();
     for_each_word_and_pair(spec, text, &mut scratch, |term, _| visit(term));
     if let Some(ngrams) = spec.char_ngrams {
         let (mut ngram_scratch, mut term) = (NgramScratch::default(), String::new());
-        for word in &scratch.bounds {
-            for_each_char_ngram(ngrams, &scratch.words[word.clone()], &mut ngram_scratch, |ngram| {
+        let mut cut = |source: &str| {
+            for_each_char_ngram(ngrams, source, &mut ngram_scratch, |ngram| {
                 term.clear();
                 term.push('#');
                 term.push_str(ngram);
                 visit(&term);
-            });
+            })
+        };
+        match spec.ngram_source {
+            NgramSource::Words => scratch.bounds.iter().for_each(|word| cut(&scratch.words[word.clone()])),
+            NgramSource::Tokens => for_each_token(spec, text, &mut String::new(), cut),
         }
+    }
+}
+
+/// Calls `visit` with each whitespace-separated token of `text` ([`NgramSource::Tokens`]),
+/// lower-cased if asked, in `buffer`.
+fn for_each_token(spec: &TextSpec, text: &str, buffer: &mut String, mut visit: impl FnMut(&str)) {
+    for token in text.split_whitespace() {
+        buffer.clear();
+        if spec.lowercase && !token.is_ascii() {
+            buffer.push_str(&token.to_lowercase());
+        } else {
+            buffer.push_str(token);
+            if spec.lowercase {
+                buffer.make_ascii_lowercase();
+            }
+        }
+        visit(buffer);
     }
 }
 
@@ -684,6 +787,40 @@ mod tests {
         assert_eq!(out, [1.0, 0.0], "a spelling not seen in training shares the n-gram `hirt`");
     }
 
+    #[test]
+    fn character_ngrams_of_each_framed_token() {
+        let spec = TextSpec {
+            char_ngrams: Some(CharNgrams { min: 3, max: 3 }),
+            ngram_source: NgramSource::Tokens,
+            ..TextSpec::with_defaults()
+        };
+        let v = TextVectorizer::new(TextSpec { vocabulary: vec!["#<t-".into(), "#rt>".into()], ..spec }).unwrap();
+        // The hyphen and the one-letter word stay in the n-grams; the words are as before.
+        assert_eq!(v.terms("T-Shirt a"), ["shirt", "#<t-", "#t-s", "#-sh", "#shi", "#hir", "#irt", "#rt>", "#<a>"]);
+        let mut out = vec![0.0; 2];
+        v.encode_into(Some("shirt"), None, &mut out).unwrap();
+        assert_eq!(out, [0.0, 1.0], "a shirt is not a t-shirt");
+    }
+
+    #[test]
+    fn each_part_of_a_tf_idf_row_has_unit_length() {
+        let spec = TextSpec {
+            char_ngrams: Some(CharNgrams { min: 3, max: 4 }),
+            ngram_buckets: Some(NgramBuckets::new(64)),
+            ngram_source: NgramSource::Tokens,
+            row_norm: RowNorm::EachPart,
+            encoding: TextEncoding::TfIdf,
+            ..TextSpec::with_defaults()
+        };
+        let v = TextVectorizer::fit(spec, ["blue t-shirt", "red shirt", "blue jeans"], 1, 100).unwrap();
+        let words = v.spec().vocabulary.len();
+        let mut out = vec![0.0; v.dim()];
+        v.encode_into(Some("Blue T-Shirt"), None, &mut out).unwrap();
+        let length = |values: &[f32]| values.iter().map(|value| value * value).sum::<f32>().sqrt();
+        assert!((length(&out[..words]) - 1.0).abs() < 1e-5, "{out:?}");
+        assert!((length(&out[words..]) - 1.0).abs() < 1e-5, "{out:?}");
+    }
+
     /// The input position of a term as [`TextVectorizer::terms`] names it.
     fn term_position(v: &TextVectorizer, term: &str) -> Option<u32> {
         match (term.strip_prefix('#'), v.spec.ngram_buckets) {
@@ -708,14 +845,17 @@ mod tests {
             "Grüße äöüßäöüß",
             "äöüßäöüß grüße",
         ];
-        let settings = [TextEncoding::MultiHot, TextEncoding::Counts]
-            .into_iter()
-            .flat_map(|encoding| [None, Some(NgramBuckets::new(7))].map(|buckets| (encoding, buckets)));
-        for (encoding, ngram_buckets) in settings {
+        let settings = [TextEncoding::MultiHot, TextEncoding::Counts].into_iter().flat_map(|encoding| {
+            [None, Some(NgramBuckets::new(7))].into_iter().flat_map(move |buckets| {
+                [NgramSource::Words, NgramSource::Tokens].map(|source| (encoding, buckets, source))
+            })
+        });
+        for (encoding, ngram_buckets, ngram_source) in settings {
             let spec = TextSpec {
                 max_ngram: 2,
                 char_ngrams: Some(CharNgrams { min: 2, max: 4 }),
                 ngram_buckets,
+                ngram_source,
                 encoding,
                 ..TextSpec::with_defaults()
             };
@@ -747,7 +887,7 @@ mod tests {
                 if encoding == TextEncoding::Counts {
                     twice.iter_mut().for_each(|value| *value *= 2.0);
                 }
-                assert_eq!(out, twice, "{text:?} ({encoding:?}, {ngram_buckets:?})");
+                assert_eq!(out, twice, "{text:?} ({encoding:?}, {ngram_buckets:?}, {ngram_source:?})");
             }
         }
     }

@@ -10,7 +10,8 @@ use lakecat::SessionBuilder;
 use lakecat::jobs::OrtFeatures;
 use lakecat::jobs::{EvalJob, SnapshotAt, TrainJob};
 use lakecat_training::{
-    Backbone, BurnFeatures, FeatureExtractor, FrozenBackbone, FusionTrainer, TrainingConfig, TrainingReport,
+    Backbone, BurnFeatures, FeatureExtractor, FrozenBackbone, FusionTrainer, StackingConfig, TrainingConfig,
+    TrainingReport,
 };
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -21,9 +22,11 @@ fn mobilenet_weights() -> std::path::PathBuf {
     lakecat::jobs::installed_mobilenet_weights().expect("scripts/setup.sh installs the MobileNetV2 weights")
 }
 
-/// Small and quick, but the real pipeline: images + text, both objectives, calibration, export.
+/// Small and quick, but the real pipeline: images + text trained as one network, both
+/// objectives, calibration, export. (The default stacked fit: [`stacked_settings`].)
 fn settings() -> TrainingConfig {
-    let mut config = TrainingConfig::new().with_epochs(6).with_hierarchy_epochs(2).with_batch_size(32);
+    let mut config =
+        TrainingConfig::new().with_epochs(6).with_hierarchy_epochs(2).with_batch_size(32).with_stacking(None);
     config.model = config
         .model
         .with_backbone(Backbone::Tiny)
@@ -108,6 +111,48 @@ fn trains_a_bundle_from_a_delta_snapshot() {
     assert!(dir.join("training-report.json").is_file());
     let curves = image::open(dir.join("training-curves.png")).expect("the curves are a PNG");
     assert_eq!((curves.width(), curves.height()), (1200, 480));
+}
+
+/// [`settings`] fitted the default way, stacked, with the image weight `weights` chooses from.
+fn stacked_settings(weights: Vec<f32>) -> TrainingConfig {
+    settings().with_stacking(Some(StackingConfig::new().with_image_weights(weights).with_cv_folds(3)))
+}
+
+/// The default fit: a text SVM and the image model fitted apart, joined in one ONNX graph that
+/// ONNX Runtime scores as burn does; the choice is recorded, and a weight of 0 leaves the
+/// images out of the bundle.
+#[tokio::test]
+async fn a_stacked_fit_joins_the_text_svm_and_the_image_model_in_one_graph() {
+    let fixture = fixture();
+    let train = |name: &str, config: TrainingConfig| {
+        TrainJob::new(&fixture.products, fixture.root.join("models").join(name))
+            .with_trainer(FusionTrainer::new(name).with_config(config))
+            .execute()
+    };
+    let report = train("stacked", stacked_settings(vec![0.5])).await.unwrap();
+    let stacking = report.stacking.as_ref().expect("a stacked fit reports its choice");
+    assert_eq!(stacking.image_weight, 0.5);
+    assert!(StackingConfig::new().svm_costs.contains(&stacking.svm_cost), "{stacking:?}");
+    assert!(stacking.svm_cv_top1 > 0.3 && stacking.holdout_rows > 0, "{stacking:?}");
+    // The image model's epochs, then the joined network's record.
+    assert_eq!(report.history.len(), 9);
+    assert_eq!(report.history[8].objective, "stacked");
+    assert!(report.validation.top1 > 0.3, "validation top-1 {}", report.validation.top1);
+    let manifest = report.bundle.manifest();
+    assert_eq!(manifest.hyperparameters["stacking_chosen"]["image_weight"], 0.5);
+    assert!(manifest.hyperparameters["trainer"].as_str().unwrap().contains("stacked"));
+    assert_burn_matches_onnx_runtime(&report);
+
+    let text_only = train("stacked-text", stacked_settings(vec![0.0])).await.unwrap();
+    assert_eq!(text_only.stacking.as_ref().unwrap().image_weight, 0.0);
+    assert_eq!(text_only.history.len(), 1);
+    let manifest = text_only.bundle.manifest();
+    assert!(manifest.inputs.image.is_none() && manifest.inputs.text.is_some());
+    assert!(text_only.validation.top1 > 0.3, "validation top-1 {}", text_only.validation.top1);
+    // The wide path alone, scored by ONNX Runtime through SQL: burn's metrics to within a row.
+    let evaluated = EvalJob::new(text_only.bundle.dir(), &fixture.products).execute().await.unwrap();
+    let tolerance = 1.0 / evaluated.metrics.rows as f64 + 1e-9;
+    assert!((evaluated.metrics.top1 - text_only.validation.top1).abs() <= tolerance);
 }
 
 /// Softmax of `logits / temperature`, row by row.

@@ -6,7 +6,7 @@
 use burn::config::Config;
 use burn::optim::AdamWConfig;
 use lakecat_core::split::Split;
-use lakecat_core::{CharNgrams, NgramBuckets, Pruner, SmallCategories, TextEncoding, TextSpec};
+use lakecat_core::{CharNgrams, NgramBuckets, NgramSource, Pruner, RowNorm, SmallCategories, TextEncoding, TextSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augmentation;
@@ -44,13 +44,36 @@ pub struct TrainingConfig {
     /// and burn's random numbers come from one generator per process: one training at a time.
     #[config(default = false)]
     pub deterministic: bool,
+    /// Stacked fusion ([`crate::stack`]), for a model of images and text: a linear text SVM
+    /// and the image branch fitted apart, their scores added with a weight picked on held-out
+    /// training rows. `None`: both branches and the wide path train together by gradient
+    /// descent (`model`'s text layers and `wide` then apply).
+    #[config(default = "Some(StackingConfig::new())")]
+    pub stacking: Option<StackingConfig>,
+}
+
+/// How [`crate::stack`] fits and combines the text SVM and the image model.
+#[derive(Config, Debug)]
+pub struct StackingConfig {
+    /// Costs (liblinear's C) tried for the text SVM; larger fits the training rows closer.
+    #[config(default = "vec![0.3, 1.0, 3.0, 10.0]")]
+    pub svm_costs: Vec<f64>,
+    /// Weights tried for the image model's logits, added to the SVM's scores; 0 leaves the
+    /// images out of the bundle. One weight: that weight.
+    #[config(default = "vec![0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5]")]
+    pub image_weights: Vec<f32>,
+    /// Folds of the training split (drawn by `seed`) that cross-validate the SVM's cost; the
+    /// first also picks the image weight. Both models are then refitted on the whole split.
+    #[config(default = 5)]
+    pub cv_folds: usize,
 }
 
 /// How title + description become the text branch's input.
 #[derive(Config, Debug)]
 pub struct TextConfig {
-    /// Terms must occur in this many training products to enter the vocabulary.
-    #[config(default = 2)]
+    /// Terms must occur in this many training products to enter the vocabulary (1: a word
+    /// seen once still counts, as in scikit-learn's default; 1.4 points of level 2 on Flipkart).
+    #[config(default = 1)]
     pub min_document_count: usize,
     /// At most this many terms in the vocabulary: words and pairs, and the character n-grams
     /// unless they are hashed into buckets.
@@ -70,6 +93,13 @@ pub struct TextConfig {
     /// (benches/TRAINING.md, benches/REPORT.md). Ignored without `char_ngrams`.
     #[config(default = "Some(16_384)")]
     pub ngram_buckets: Option<u32>,
+    /// Character n-grams of whitespace-separated tokens, punctuation kept ("t-shirt" is not
+    /// "shirt"), or of words.
+    #[config(default = "NgramSource::Tokens")]
+    pub ngram_source: NgramSource,
+    /// TF-IDF rows: words and n-grams scaled to unit length apart, or the whole row at once.
+    #[config(default = "RowNorm::EachPart")]
+    pub row_norm: RowNorm,
     /// How terms weigh: 1 when present, occurrences, or sublinear TF-IDF scaled per row.
     #[config(default = "TextEncoding::TfIdf")]
     pub encoding: TextEncoding,
@@ -162,6 +192,8 @@ impl TextConfig {
             max_ngram: self.ngrams,
             char_ngrams: self.char_ngrams,
             ngram_buckets: self.ngram_buckets.filter(|_| self.char_ngrams.is_some()).map(NgramBuckets::new),
+            ngram_source: self.ngram_source,
+            row_norm: self.row_norm,
             encoding: self.encoding,
             ..TextSpec::with_defaults()
         }
@@ -245,6 +277,17 @@ impl TrainingConfig {
         if let Some(buckets) = self.text.ngram_buckets {
             NgramBuckets::new(buckets).validate().map_err(|error| Error::Setting(error.to_string()))?;
         }
+        if let Some(stacking) = &self.stacking {
+            if stacking.svm_costs.is_empty() || stacking.svm_costs.iter().any(|cost| !(cost.is_finite() && *cost > 0.0)) {
+                return refuse("`svm_costs` must list at least one positive number");
+            }
+            if stacking.image_weights.is_empty() || stacking.image_weights.iter().any(|weight| !(weight.is_finite() && *weight >= 0.0)) {
+                return refuse("`image_weights` must list at least one number ≥ 0");
+            }
+            if stacking.cv_folds < 2 {
+                return refuse("`cv_folds` must be at least 2");
+            }
+        }
         if model.use_images && (model.image_size() < 8 || model.backbone_channels.is_empty()) {
             return refuse("images need an `image_size` of at least 8 and at least one of `backbone_channels`");
         }
@@ -291,6 +334,7 @@ mod tests {
         assert!(refused(&|c| c.model.trainable_layers = 20).contains("MobileNetV2 has 19 layers"));
         assert!(refused(&|c| c.text.char_ngrams = Some(CharNgrams { min: 5, max: 3 })).contains("5-3"));
         assert!(refused(&|c| c.text.ngram_buckets = Some(0)).contains("buckets must number 1 to"));
+        assert!(refused(&|c| c.stacking = Some(StackingConfig::new().with_svm_costs(vec![0.0]))).contains("`svm_costs`"));
         assert!(TrainingConfig::new().validate().is_ok() && TrainingConfig::demo().validate().is_ok());
     }
 }

@@ -12,6 +12,7 @@ use crate::fit::Calibrated;
 use crate::model::Backbone;
 use crate::onnx::export_onnx;
 use crate::prepare::{Inputs, Prepared};
+use crate::stack::Stacking;
 use crate::{Error, Result};
 
 /// Writes the bundle of `trained` to `dir`, named `name`, recording `config` and `source`.
@@ -31,7 +32,7 @@ pub fn export_bundle(
     let mut builder =
         BundleBuilder::new(name, prepared.taxonomy.clone(), prepared.classes.clone(), exported.model, exported.output)
             .with_temperature(trained.temperature as f32)
-            .with_hyperparameter("trainer", describe_network(config))
+            .with_hyperparameter("trainer", describe_network(config, trained.fitted.stacking.as_ref()))
             .with_metric("validation_top1", validation.top1)
             .with_metric("validation_hierarchy_win", validation.hierarchy_win)
             .with_metric("validation_fallback", validation.fallback)
@@ -46,6 +47,11 @@ pub fn export_bundle(
     for (key, value) in recorded {
         builder = builder.with_hyperparameter(key, value);
     }
+    if let Some(stacking) = &trained.fitted.stacking {
+        let chosen = serde_json::to_value(stacking)
+            .map_err(|error| Error::Setting(format!("cannot record the stacking choice: {error}")))?;
+        builder = builder.with_hyperparameter("stacking_chosen", chosen);
+    }
     if let (Some(input), Some(spec)) = (exported.image, &inputs.image_spec) {
         builder = builder.with_image_input(input, spec.clone());
     }
@@ -59,14 +65,21 @@ pub fn export_bundle(
 }
 
 /// The network in words, for the manifest.
-fn describe_network(config: &TrainingConfig) -> String {
+fn describe_network(config: &TrainingConfig, stacking: Option<&Stacking>) -> String {
     let model = &config.model;
-    let image = match (model.use_images, model.backbone) {
+    let with_images = model.use_images && stacking.is_none_or(|stacking| stacking.image_weight > 0.0);
+    let image = match (with_images, model.backbone) {
         (false, _) => None,
         (true, Backbone::Tiny) => Some(format!("tiny CNN image branch ({} px)", model.image_size())),
         (true, backbone) => Some(format!("frozen {backbone:?} image branch ({} px)", model.image_size())),
     };
-    let text = model.use_text.then(|| "two-layer text branch".to_string());
+    let text = match stacking {
+        Some(stacking) => Some(format!("linear text SVM (C = {})", stacking.svm_cost)),
+        None => model.use_text.then(|| "two-layer text branch".to_string()),
+    };
     let parts: Vec<String> = image.into_iter().chain(text).collect();
-    format!("burn FusionModel ({})", parts.join(" + "))
+    match stacking.filter(|_| with_images) {
+        Some(stacking) => format!("burn FusionModel, stacked ({}; image logits × {})", parts.join(" + "), stacking.image_weight),
+        None => format!("burn FusionModel ({})", parts.join(" + ")),
+    }
 }

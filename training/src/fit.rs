@@ -24,6 +24,7 @@ use crate::loss::{Hierarchy, cross_entropy, hierarchical_loss, one_hot};
 use crate::metrics::{Metrics, Scored, ranked};
 use crate::model::{FusionModel, values};
 use crate::prepare::{Inputs, Prepared};
+use crate::stack::Stacking;
 use crate::{Error, Result};
 
 /// One epoch of the schedule.
@@ -54,6 +55,8 @@ pub struct Fitted {
     pub classes: usize,
     pub samples_per_epoch: usize,
     pub seconds: f64,
+    /// What a stacked fit chose ([`crate::stack`]); `None` for one network trained whole.
+    pub stacking: Option<Stacking>,
 }
 
 impl Fitted {
@@ -177,11 +180,12 @@ pub fn fit(config: &TrainingConfig, prepared: &Prepared, inputs: &Inputs, progre
         classes,
         samples_per_epoch: samples.len(),
         seconds: started.elapsed().as_secs_f64(),
+        stacking: None,
     })
 }
 
 /// Logits of `rows`, `[rows, classes]` row-major, in inference mode.
-fn predict_logits(model: &FusionModel, batcher: &FusionBatcher<'_>, rows: &[usize], batch_size: usize) -> Vec<f32> {
+pub(crate) fn predict_logits(model: &FusionModel, batcher: &FusionBatcher<'_>, rows: &[usize], batch_size: usize) -> Vec<f32> {
     let device = Device::default();
     let mut logits = Vec::new();
     for chunk in rows.chunks(batch_size) {
@@ -200,7 +204,7 @@ fn forward(model: &FusionModel, batch: FusionBatch) -> Tensor<2> {
     }
 }
 
-fn validation_metrics(taxonomy: &Taxonomy, classes: &[u32], data: &Encoded, rows: &[usize], logits: &[f32]) -> Metrics {
+pub(crate) fn validation_metrics(taxonomy: &Taxonomy, classes: &[u32], data: &Encoded, rows: &[usize], logits: &[f32]) -> Metrics {
     let scored: Vec<Scored> = ranked(logits, classes)
         .into_iter()
         .zip(rows)

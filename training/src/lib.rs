@@ -12,6 +12,9 @@
 //!   analysis on pooled image colours) fitted in one pass: seconds on a laptop.
 //! - [`metrics`]: top-1, hierarchy win, fallback, per-level accuracy, confusion matrix, shared
 //!   by training and `lakecat eval`.
+//! - [`stack`]: the default fit with text: a linear text SVM ([`linear`]) and the image model
+//!   fitted apart, their scores added with a weight picked on held-out training rows, joined
+//!   into one network.
 //! - [`search`]: grid or random hyperparameter search within a budget; the best bundle is kept.
 
 pub mod augment;
@@ -24,6 +27,7 @@ pub mod error;
 pub mod export;
 pub mod features;
 pub mod fit;
+pub mod linear;
 pub mod loss;
 pub use lakecat_core::metrics;
 pub mod model;
@@ -31,17 +35,19 @@ pub mod onnx;
 pub mod plots;
 pub mod prepare;
 pub mod search;
+pub mod stack;
 pub mod trainer;
 pub mod weights;
 
 pub use augment::Augmentation;
 pub use baseline::{BaselineReport, BaselineTrainer};
-pub use config::{DataConfig, LearningRateSchedule, OptimizerConfig, TextConfig, TrainingConfig};
+pub use config::{DataConfig, LearningRateSchedule, OptimizerConfig, StackingConfig, TextConfig, TrainingConfig};
 pub use data::{Example, Split};
 pub use error::{Error, Result};
 pub use features::{BurnFeatures, FeatureExtractor, FrozenBackbone, ImageFeatures};
 pub use fit::EpochRecord;
 pub use metrics::{Confusion, Metrics, Scored};
 pub use model::{Backbone, FusionModelConfig};
+pub use stack::Stacking;
 pub use search::{HyperparameterSearch, SearchReport, SearchSpace, SearchStrategy};
 pub use trainer::{FusionTrainer, TrainingReport};

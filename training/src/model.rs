@@ -16,16 +16,17 @@
 use std::path::{Path, PathBuf};
 
 use burn::config::Config;
-use burn::module::{Module, ParamId};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::LayeredBackbone;
 use crate::backbones::mobilenet::{self, MobileNetV2};
 use crate::backbones::resnet::{self, ResNet50};
 use crate::backbones::tiny::TinyCnn;
+use crate::linear::LinearSvm;
 use crate::{Error, Result};
 
 /// The image branch's backbone.
@@ -298,12 +299,47 @@ impl FusionModel {
             (image, text) => (image, text, wide),
         };
         let mut parts: Vec<Tensor<2>> = image.into_iter().chain(text).collect();
-        let fused = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) };
-        let logits = self.head.forward(self.dropout.forward(fused));
-        match wide {
-            Some(wide) => logits + wide,
-            None => logits,
+        let logits = match parts.len() {
+            // A stacked text-only model: the wide path is the whole network.
+            0 => None,
+            1 => Some(self.head.forward(self.dropout.forward(parts.remove(0)))),
+            _ => Some(self.head.forward(self.dropout.forward(Tensor::cat(parts, 1)))),
+        };
+        match (logits, wide) {
+            (Some(logits), Some(wide)) => logits + wide,
+            (Some(logits), None) => logits,
+            (None, Some(wide)) => wide,
+            (None, None) => unreachable!("a network is built with a branch or the wide path"),
         }
+    }
+
+    /// The stacked network ([`crate::stack`]): `text_linear` as the wide path (no deep text
+    /// branch), plus `image`'s image branch and head with its logits times `image_weight`;
+    /// text only when the weight is 0.
+    pub fn stacked(image: Option<FusionModel>, image_weight: f32, text_linear: &LinearSvm, device: &Device) -> Self {
+        let wide = Linear {
+            weight: Param::from_data(
+                TensorData::new(text_linear.weights.clone(), [text_linear.dim, text_linear.classes]),
+                device,
+            ),
+            bias: Some(Param::from_data(TensorData::new(text_linear.bias.clone(), [text_linear.classes]), device)),
+        };
+        let (image, head, dropout, modality_dropout) = match image.filter(|model| image_weight > 0.0 && model.image.is_some()) {
+            Some(model) => {
+                let head = Linear {
+                    weight: model.head.weight.map(|weight| weight.mul_scalar(image_weight)),
+                    bias: model.head.bias.map(|bias| bias.map(|bias| bias.mul_scalar(image_weight))),
+                };
+                (model.image, head, model.dropout, model.modality_dropout)
+            }
+            None => (
+                None,
+                LinearConfig::new(1, text_linear.classes).init(device),
+                DropoutConfig::new(0.0).init(),
+                DropoutConfig::new(0.0).init(),
+            ),
+        };
+        Self { image, text: None, dropout, modality_dropout, head, wide: Some(wide) }
     }
 
     /// The parameters of the text layers (the text branch's two layers and
@@ -320,8 +356,9 @@ impl FusionModel {
         self.image.is_some()
     }
 
+    /// Whether the network reads text: a text branch, or the wide path alone (stacked).
     pub fn has_text(&self) -> bool {
-        self.text.is_some()
+        self.text.is_some() || self.wide.is_some()
     }
 
     /// Loads torchvision weights into the pretrained backbone and freezes (no gradients) all

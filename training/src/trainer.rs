@@ -28,6 +28,7 @@ use crate::fit::{Calibrated, EpochRecord, Fitted, calibrate, fit};
 use crate::metrics::Metrics;
 use crate::model::FusionModel;
 use crate::prepare::{Inputs, Prepared, encode, prepare};
+use crate::stack::{Stacking, fit_stacked};
 use crate::{Error, Result};
 
 /// Trains a [`FusionModel`] into a bundle. Configure with the `with_*` methods, then [`fit`](Self::fit).
@@ -72,6 +73,8 @@ pub struct TrainingReport {
     pub times: PhaseTimes,
     /// Rows whose frozen-backbone features were reused (e.g. from a cache) instead of computed.
     pub features_reused: usize,
+    /// The SVM cost and image weight a stacked fit chose ([`crate::stack`]).
+    pub stacking: Option<Stacking>,
 }
 
 impl TrainingReport {
@@ -90,12 +93,14 @@ impl TrainingReport {
             "image_failures": self.image_failures,
             "times": self.times,
             "features_reused": self.features_reused,
+            "stacking": self.stacking,
             "history": self.history,
         })
     }
 
     fn new(prepared: Prepared, inputs: Inputs, trained: Calibrated, bundle: Bundle, export_seconds: f64) -> Self {
-        let Calibrated { fitted: Fitted { model, history, samples_per_epoch, seconds, .. }, temperature } = trained;
+        let Calibrated { fitted: Fitted { model, history, samples_per_epoch, seconds, stacking, .. }, temperature } =
+            trained;
         let validation = history.last().expect("fit runs at least one epoch").validation.clone();
         let rows = prepared.rows.len();
         Self {
@@ -116,6 +121,7 @@ impl TrainingReport {
                 export_seconds,
             },
             features_reused: inputs.data.features_reused,
+            stacking,
             history,
         }
     }
@@ -172,15 +178,19 @@ impl FusionTrainer {
         config.validate()?;
         let prepared = prepare(examples, self.taxonomy.as_ref(), &config.data)?;
         let inputs = encode(examples, &prepared, config, &*self.features, &*self.progress)?;
+        let run = || match config.stacking.as_ref().filter(|_| config.model.use_text) {
+            Some(stacking) => fit_stacked(config, stacking, &prepared, &inputs, &*self.progress),
+            None => fit(config, &prepared, &inputs, &*self.progress),
+        };
         let fitted = if config.deterministic {
             // burn's CPU backend splits products and sums over rayon's threads.
             rayon::ThreadPoolBuilder::new()
                 .num_threads(1)
                 .build()
                 .map_err(|error| Error::Setting(format!("`deterministic`: cannot start its thread: {error}")))?
-                .install(|| fit(config, &prepared, &inputs, &*self.progress))?
+                .install(run)?
         } else {
-            fit(config, &prepared, &inputs, &*self.progress)?
+            run()?
         };
         let trained = calibrate(fitted);
         self.progress.start("exporting to ONNX", None);
@@ -230,9 +240,11 @@ mod tests {
         }
     }
 
-    /// The tiny CNN at 16 px, narrow layers, three epochs.
+    /// The tiny CNN at 16 px, narrow layers, three epochs, the network trained whole (the
+    /// stacked fit is tested in tests/it/train.rs).
     fn quick() -> TrainingConfig {
-        let mut config = TrainingConfig::new().with_epochs(2).with_hierarchy_epochs(1).with_batch_size(8);
+        let mut config =
+            TrainingConfig::new().with_epochs(2).with_hierarchy_epochs(1).with_batch_size(8).with_stacking(None);
         config.model = config
             .model
             .with_backbone(Backbone::Tiny)

@@ -1,0 +1,248 @@
+//! Stacked fusion, the default fit of a model with text (benches/TRAINING.md, issue 17):
+//!
+//! 1. the text SVM's cost ([`LinearSvm`], one per cost in [`StackingConfig::svm_costs`]) is
+//!    chosen by [`StackingConfig::cv_folds`]-fold cross-validation on the training split;
+//! 2. the image model (the [`FusionModel`] with its image branch only, trained by [`fit`]) is
+//!    fitted on all folds but the first, and the weight `w` whose sum `svm + w · image` ranks
+//!    the most rows of the first fold right is kept (ties: the smaller weight; one candidate:
+//!    that weight);
+//! 3. both are refitted on the whole training split and joined into one network
+//!    ([`FusionModel::stacked`]): the SVM as the wide path, the image head scaled by `w`.
+//!
+//! A linear text model is what scores best on short titles and on ~600-row catalogs
+//! (benches/linear_baseline.py); trained together with the image branch by gradient descent,
+//! the network fits the training rows through whichever branch memorises them first. Fitted
+//! apart, the image model adds to the text's scores in the proportion held-out rows ask for,
+//! and images that do not help get weight 0 (the bundle then reads text only) instead of
+//! costing accuracy.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use lakecat_core::Progress;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use crate::augment::Augmentation;
+use crate::calibration::negative_log_likelihood;
+use crate::config::{StackingConfig, TrainingConfig};
+use crate::data::FusionBatcher;
+use crate::fit::{EpochRecord, Fitted, fit, predict_logits, validation_metrics};
+use crate::linear::LinearSvm;
+use crate::model::FusionModel;
+use crate::prepare::{Inputs, Prepared};
+use crate::{Error, Result};
+
+/// What the held-out rows chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stacking {
+    /// The text SVM's cost (liblinear's C), chosen by cross-validation on the training split.
+    pub svm_cost: f64,
+    /// Top-1 of the training rows, each scored by the SVM fitted on the other folds.
+    pub svm_cv_top1: f64,
+    /// Weight of the image model's logits; 0: the bundle reads text only.
+    pub image_weight: f32,
+    pub holdout_rows: usize,
+    /// Top-1 of the held-out rows (the first fold) with the chosen weight, and with the text
+    /// SVM alone.
+    pub holdout_top1: f64,
+    pub holdout_text_only_top1: f64,
+}
+
+/// Fits the stacked network ([`crate::stack`]) on `prepared`'s training split; its validation
+/// metrics are those of the joined network, whose record ends the image model's history.
+pub fn fit_stacked(
+    config: &TrainingConfig,
+    stacking: &StackingConfig,
+    prepared: &Prepared,
+    inputs: &Inputs,
+    progress: &dyn Progress,
+) -> Result<Fitted> {
+    let started = Instant::now();
+    let data = &inputs.data;
+    let classes = prepared.classes.len();
+    let labels = &data.classes;
+    let use_images = config.model.use_images;
+    let mut shuffled = prepared.train_rows.clone();
+    shuffled.shuffle(&mut StdRng::seed_from_u64(config.seed));
+    let folds = stacking.cv_folds;
+    if shuffled.len() < 2 * folds {
+        return Err(Error::NoExamples(format!(
+            "stacking cross-validates the text SVM's cost over {folds} folds of the {} training rows: too few rows; \
+             train more rows, lower `cv_folds`, or train without stacking",
+            shuffled.len()
+        )));
+    }
+    // Fold `k` holds every `folds`-th shuffled row from the `k`-th on.
+    let fold = |k: usize| -> (Vec<usize>, Vec<usize>) {
+        let (held, rest): (Vec<_>, Vec<_>) = shuffled.iter().enumerate().partition(|(index, _)| index % folds == k);
+        (held.into_iter().map(|(_, &row)| row).collect(), rest.into_iter().map(|(_, &row)| row).collect())
+    };
+    let svm = |rows: &[usize], cost: f64| LinearSvm::fit(&data.text, labels, rows, data.text_dim, classes, cost, config.seed);
+    let truth = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&row| labels[row]).collect() };
+
+    progress.log(&format!(
+        "stacking: choosing the text SVM's cost by {folds}-fold cross-validation on {} training rows",
+        shuffled.len()
+    ));
+    progress.start("text SVMs", Some((stacking.svm_costs.len() * folds) as u64));
+    // Per cost, rows ranked right over all folds, and the scores of fold 0 (which then picks
+    // the image weight).
+    let mut cross_validated = Vec::with_capacity(stacking.svm_costs.len());
+    for &cost in &stacking.svm_costs {
+        let (mut right, mut first_fold) = (0, Vec::new());
+        for k in 0..folds {
+            let (held, rest) = fold(k);
+            let scores = svm(&rest, cost).scores(&data.text, &held);
+            right += correct(&scores, None, 0.0, &truth(&held), classes);
+            if k == 0 {
+                first_fold = scores;
+            }
+            progress.advance(1);
+        }
+        cross_validated.push((right, first_fold));
+    }
+    progress.finish();
+    // The most rows right; ties: the smaller cost (listed first).
+    let best = (0..cross_validated.len()).fold(0, |best, index| {
+        if cross_validated[index].0 > cross_validated[best].0 { index } else { best }
+    });
+    let cost = stacking.svm_costs[best];
+    let cv_top1 = cross_validated[best].0 as f64 / shuffled.len() as f64;
+
+    let (holdout, rest) = fold(0);
+    let holdout_labels = truth(&holdout);
+    let text_scores = &cross_validated[best].1;
+    let image_config = image_only(config);
+    let (mut image_weight, mut holdout_correct) = (0.0, correct(text_scores, None, 0.0, &holdout_labels, classes));
+    let text_only_correct = holdout_correct;
+    if use_images {
+        let inner = Prepared {
+            taxonomy: prepared.taxonomy.clone(),
+            classes: prepared.classes.clone(),
+            rows: prepared.rows.clone(),
+            train_rows: rest.clone(),
+            validation_rows: holdout.clone(),
+            skipped: BTreeMap::new(),
+        };
+        progress.log(&format!(
+            "stacking: the image model on {} training rows, to weigh it on the other {}",
+            rest.len(),
+            holdout.len()
+        ));
+        let image_scores = fit(&image_config, &inner, inputs, progress)?.validation_logits;
+        let mut best: Option<(f32, usize)> = None;
+        for &weight in &stacking.image_weights {
+            let right = correct(text_scores, Some(&image_scores), weight, &holdout_labels, classes);
+            // Ties: the smaller weight.
+            if best.is_none_or(|(best_weight, best_right)| right > best_right || (right == best_right && weight < best_weight)) {
+                best = Some((weight, right));
+            }
+        }
+        (image_weight, holdout_correct) = best.unwrap_or((0.0, text_only_correct));
+    }
+    let chosen = Stacking {
+        svm_cost: cost,
+        svm_cv_top1: cv_top1,
+        image_weight,
+        holdout_rows: holdout.len(),
+        holdout_top1: holdout_correct as f64 / holdout.len() as f64,
+        holdout_text_only_top1: text_only_correct as f64 / holdout.len() as f64,
+    };
+    progress.log(&format!(
+        "stacking: SVM cost {cost} (cross-validated top-1 {cv_top1:.3}); image weight {image_weight}: \
+         held-out top-1 {:.3} (text SVM alone {:.3}){}",
+        chosen.holdout_top1,
+        chosen.holdout_text_only_top1,
+        if use_images && image_weight == 0.0 { "; the images did not help, so the bundle reads text only" } else { "" }
+    ));
+
+    progress.start("text SVM on the whole training split", Some(1));
+    let text_linear = svm(&prepared.train_rows, cost);
+    progress.finish();
+    let image = if image_weight > 0.0 {
+        progress.log(&format!("stacking: the image model on all {} training rows", prepared.train_rows.len()));
+        Some(fit(&image_config, prepared, inputs, progress)?)
+    } else {
+        None
+    };
+    let (image_model, mut history, samples_per_epoch) = match image {
+        Some(fitted) => (Some(fitted.model), fitted.history, fitted.samples_per_epoch),
+        None => (None, Vec::new(), prepared.train_rows.len()),
+    };
+    let model = FusionModel::stacked(image_model, image_weight, &text_linear, &Device::default());
+
+    // The joined network's own scores, as it will be exported.
+    let plain = FusionBatcher::new(data, Augmentation::none());
+    let scoring = Instant::now();
+    let train_logits = predict_logits(&model, &plain, &prepared.train_rows, config.batch_size);
+    let validation_logits = predict_logits(&model, &plain, &prepared.validation_rows, config.batch_size);
+    let train_labels: Vec<usize> = prepared.train_rows.iter().map(|&row| labels[row]).collect();
+    let validation_labels: Vec<usize> = prepared.validation_rows.iter().map(|&row| labels[row]).collect();
+    let train_correct = train_logits
+        .chunks(classes)
+        .zip(&train_labels)
+        .filter(|(scores, label)| argmax(scores.iter().copied()) == **label)
+        .count();
+    history.push(EpochRecord {
+        epoch: history.len() + 1,
+        objective: "stacked",
+        train_loss: negative_log_likelihood(&train_logits, classes, &train_labels, 1.0),
+        train_top1: train_correct as f64 / train_labels.len() as f64,
+        validation_loss: negative_log_likelihood(&validation_logits, classes, &validation_labels, 1.0),
+        validation: validation_metrics(
+            &prepared.taxonomy,
+            &prepared.classes,
+            data,
+            &prepared.validation_rows,
+            &validation_logits,
+        ),
+        samples_per_second: (train_labels.len() + validation_labels.len()) as f64
+            / scoring.elapsed().as_secs_f64().max(1e-9),
+    });
+    Ok(Fitted {
+        model,
+        history,
+        validation_logits,
+        validation_labels,
+        classes,
+        samples_per_epoch,
+        seconds: started.elapsed().as_secs_f64(),
+        stacking: Some(chosen),
+    })
+}
+
+/// `config` for the image model alone: no text, not stacked.
+fn image_only(config: &TrainingConfig) -> TrainingConfig {
+    let mut image = config.clone();
+    image.model.use_text = false;
+    image.stacking = None;
+    image
+}
+
+/// Rows of `labels` whose largest `text + weight · image` score (`[rows, classes]` each) is
+/// their label's.
+fn correct(text: &[f32], image: Option<&[f32]>, weight: f32, labels: &[usize], classes: usize) -> usize {
+    let image = image.filter(|_| weight > 0.0);
+    text.chunks(classes)
+        .enumerate()
+        .filter(|&(row, scores)| {
+            let sum = |class: usize| scores[class] + image.map_or(0.0, |image| weight * image[row * classes + class]);
+            argmax((0..classes).map(sum)) == labels[row]
+        })
+        .count()
+}
+
+/// Index of the largest value (the first of equals).
+fn argmax(values: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (index, value) in values.enumerate() {
+        if value > best.1 {
+            best = (index, value);
+        }
+    }
+    best.0
+}
