@@ -182,11 +182,7 @@ pub fn fit_stacked(
     let validation_logits = predict_logits(&model, &plain, &prepared.validation_rows, config.batch_size);
     let train_labels: Vec<usize> = prepared.train_rows.iter().map(|&row| labels[row]).collect();
     let validation_labels: Vec<usize> = prepared.validation_rows.iter().map(|&row| labels[row]).collect();
-    let train_correct = train_logits
-        .chunks(classes)
-        .zip(&train_labels)
-        .filter(|(scores, label)| argmax(scores.iter().copied()) == **label)
-        .count();
+    let train_correct = correct(&train_logits, None, 0.0, &train_labels, classes);
     history.push(EpochRecord {
         epoch: history.len() + 1,
         objective: "stacked",
