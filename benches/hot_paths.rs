@@ -117,8 +117,9 @@ fn vectorize(c: &mut Criterion) {
     group.finish();
 }
 
-/// The vectorizer settings compared, by name.
-fn text_specs() -> [(&'static str, TextSpec); 4] {
+/// The vectorizer settings compared, by name; the last is `lakecat train`'s default (n-grams
+/// of whitespace tokens, hashed; words and n-grams scaled apart).
+fn text_specs() -> [(&'static str, TextSpec); 5] {
     let tf_idf = TextSpec { encoding: TextEncoding::TfIdf, ..TextSpec::with_defaults() };
     let char_ngrams = TextSpec { char_ngrams: Some(CharNgrams { min: 3, max: 5 }), ..tf_idf.clone() };
     let buckets = TrainingConfig::new().text.ngram_buckets.map(NgramBuckets::new);
@@ -127,6 +128,7 @@ fn text_specs() -> [(&'static str, TextSpec); 4] {
         ("2gram", TextSpec { max_ngram: 2, ..tf_idf }),
         ("1gram_char3-5", char_ngrams.clone()),
         ("1gram_char3-5_buckets", TextSpec { ngram_buckets: buckets, ..char_ngrams }),
+        ("train_default", TrainingConfig::new().text.spec()),
     ]
 }
 

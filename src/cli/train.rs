@@ -29,8 +29,8 @@ use lakecat_training::{
 /// their character n-grams (--text-char-ngrams), weighted by TF-IDF (--text-encoding).
 /// By default (--stacking) the text path is a linear SVM per leaf, fitted apart from the
 /// image branch: cross-validation on the training rows (--stack-folds) chooses the SVM's cost
-/// (--svm-costs), one fold how much the image scores add to the text's (--image-weights, 0
-/// when images do not help); both are then refitted on all training rows and joined in one
+/// (--svm-costs), held-out folds of at least --weighing-rows rows how much the image scores
+/// add to the text's (--image-weights, 0 when images do not help); both are then refitted on all training rows and joined in one
 /// graph.
 /// With --stacking false the text path is two dense layers of --text-dense (and, with --wide,
 /// a linear map of the terms) trained together with the image branch after dropout.
@@ -151,10 +151,14 @@ struct SettingsArgs {
     /// images out of the bundle when they do not help.
     #[arg(long, value_delimiter = ',', default_values_t = stacking_defaults().image_weights)]
     image_weights: Vec<f32>,
-    /// Folds of the training split that cross-validate the SVM cost; the first also chooses
-    /// the image weight.
+    /// Folds of the training split that cross-validate the SVM cost; the first ones also
+    /// choose the image weight.
     #[arg(long, default_value_t = stacking_defaults().cv_folds)]
     stack_folds: usize,
+    /// The image weight is chosen on as many held-out folds as hold this many rows (all folds
+    /// of a smaller training split); each fold costs one more fit of the image model.
+    #[arg(long, default_value_t = stacking_defaults().weighing_rows)]
+    weighing_rows: usize,
     /// Dropout on the concatenated branches (0.5 beat 0.3 by 0.2 points on the fashion data).
     #[arg(long, default_value_t = defaults().model.dropout)]
     dropout: f64,
@@ -455,6 +459,7 @@ impl SettingsArgs {
                     .with_svm_costs(self.svm_costs.clone())
                     .with_image_weights(self.image_weights.clone())
                     .with_cv_folds(self.stack_folds)
+                    .with_weighing_rows(self.weighing_rows)
             }));
         config.model = config
             .model

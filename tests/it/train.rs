@@ -134,6 +134,8 @@ async fn a_stacked_fit_joins_the_text_svm_and_the_image_model_in_one_graph() {
     assert_eq!(stacking.image_weight, 0.5);
     assert!(StackingConfig::new().svm_costs.contains(&stacking.svm_cost), "{stacking:?}");
     assert!(stacking.svm_cv_top1 > 0.3 && stacking.holdout_rows > 0, "{stacking:?}");
+    // The sample is smaller than `weighing_rows`: every fold weighs the images.
+    assert_eq!(stacking.weighing_folds, 3, "{stacking:?}");
     // The image model's epochs, then the joined network's record.
     assert_eq!(report.history.len(), 9);
     assert_eq!(report.history[8].objective, "stacked");

@@ -63,9 +63,14 @@ pub struct StackingConfig {
     #[config(default = "vec![0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5]")]
     pub image_weights: Vec<f32>,
     /// Folds of the training split (drawn by `seed`) that cross-validate the SVM's cost; the
-    /// first also picks the image weight. Both models are then refitted on the whole split.
+    /// first ones also pick the image weight. Both models are then refitted on the whole split.
     #[config(default = 5)]
     pub cv_folds: usize,
+    /// The image weight is chosen on as many folds as hold this many rows (all folds of a
+    /// smaller split), each scored by an image model fitted on the other folds: one fold of a
+    /// ~600-row catalog is too few rows to weigh by (Flipkart: 117 rows, 2 points of level 2).
+    #[config(default = 1000)]
+    pub weighing_rows: usize,
 }
 
 /// How title + description become the text branch's input.

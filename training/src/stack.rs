@@ -2,10 +2,10 @@
 //!
 //! 1. the text SVM's cost ([`LinearSvm`], one per cost in [`StackingConfig::svm_costs`]) is
 //!    chosen by [`StackingConfig::cv_folds`]-fold cross-validation on the training split;
-//! 2. the image model (the [`FusionModel`] with its image branch only, trained by [`fit`]) is
-//!    fitted on all folds but the first, and the weight `w` whose sum `svm + w · image` ranks
-//!    the most rows of the first fold right is kept (ties: the smaller weight; one candidate:
-//!    that weight);
+//! 2. on the first folds, as many as hold [`StackingConfig::weighing_rows`] rows, each scored by
+//!    the image model (the [`FusionModel`] with its image branch only, trained by [`fit`])
+//!    fitted on the other folds, the weight `w` whose sum `svm + w · image` ranks the most rows
+//!    right is kept (ties: the smaller weight; one candidate: that weight);
 //! 3. both are refitted on the whole training split and joined into one network
 //!    ([`FusionModel::stacked`]): the SVM as the wide path, the image head scaled by `w`.
 //!
@@ -45,11 +45,17 @@ pub struct Stacking {
     pub svm_cv_top1: f64,
     /// Weight of the image model's logits; 0: the bundle reads text only.
     pub image_weight: f32,
+    /// Folds that chose the image weight, and the rows they hold.
+    pub weighing_folds: usize,
     pub holdout_rows: usize,
-    /// Top-1 of the held-out rows (the first fold) with the chosen weight, and with the text
-    /// SVM alone.
+    /// Top-1 of the held-out rows (the weighing folds) with the chosen weight, and with the
+    /// text SVM alone.
     pub holdout_top1: f64,
     pub holdout_text_only_top1: f64,
+    /// Held-out rows the chosen image weight ranked right that the text SVM alone did not, and
+    /// the other way round: how many rows the choice rests on.
+    pub images_fixed: usize,
+    pub images_broke: usize,
 }
 
 /// Fits the stacked network ([`crate::stack`]) on `prepared`'s training split; its validation
@@ -81,6 +87,8 @@ pub fn fit_stacked(
         let (held, rest): (Vec<_>, Vec<_>) = shuffled.iter().enumerate().partition(|(index, _)| index % folds == k);
         (held.into_iter().map(|(_, &row)| row).collect(), rest.into_iter().map(|(_, &row)| row).collect())
     };
+    // The first `weighing` folds hold at least `weighing_rows` rows (fold sizes differ by one at most).
+    let weighing = (1..=folds).find(|&m| (0..m).map(|k| fold(k).0.len()).sum::<usize>() >= stacking.weighing_rows).unwrap_or(folds);
     let svm = |rows: &[usize], cost: f64| LinearSvm::fit(&data.text, labels, rows, data.text_dim, classes, cost, config.seed);
     let truth = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&row| labels[row]).collect() };
 
@@ -89,21 +97,21 @@ pub fn fit_stacked(
         shuffled.len()
     ));
     progress.start("text SVMs", Some((stacking.svm_costs.len() * folds) as u64));
-    // Per cost, rows ranked right over all folds, and the scores of fold 0 (which then picks
-    // the image weight).
+    // Per cost, rows ranked right over all folds, and the scores of the weighing folds (one
+    // after the other).
     let mut cross_validated = Vec::with_capacity(stacking.svm_costs.len());
     for &cost in &stacking.svm_costs {
-        let (mut right, mut first_fold) = (0, Vec::new());
+        let (mut right, mut weighing_scores) = (0, Vec::new());
         for k in 0..folds {
             let (held, rest) = fold(k);
             let scores = svm(&rest, cost).scores(&data.text, &held);
             right += correct(&scores, None, 0.0, &truth(&held), classes);
-            if k == 0 {
-                first_fold = scores;
+            if k < weighing {
+                weighing_scores.extend(scores);
             }
             progress.advance(1);
         }
-        cross_validated.push((right, first_fold));
+        cross_validated.push((right, weighing_scores));
     }
     progress.finish();
     // The most rows right; ties: the smaller cost (listed first).
@@ -113,50 +121,71 @@ pub fn fit_stacked(
     let cost = stacking.svm_costs[best];
     let cv_top1 = cross_validated[best].0 as f64 / shuffled.len() as f64;
 
-    let (holdout, rest) = fold(0);
+    let holdout: Vec<usize> = (0..weighing).flat_map(|k| fold(k).0).collect();
     let holdout_labels = truth(&holdout);
     let text_scores = &cross_validated[best].1;
     let image_config = image_only(config);
     let (mut image_weight, mut holdout_correct) = (0.0, correct(text_scores, None, 0.0, &holdout_labels, classes));
     let text_only_correct = holdout_correct;
+    let mut images_fixed_broke = (0, 0);
     if use_images {
-        let inner = Prepared {
-            taxonomy: prepared.taxonomy.clone(),
-            classes: prepared.classes.clone(),
-            rows: prepared.rows.clone(),
-            train_rows: rest.clone(),
-            validation_rows: holdout.clone(),
-            skipped: BTreeMap::new(),
-        };
-        progress.log(&format!(
-            "stacking: the image model on {} training rows, to weigh it on the other {}",
-            rest.len(),
-            holdout.len()
-        ));
-        let image_scores = fit(&image_config, &inner, inputs, progress)?.validation_logits;
-        let mut best: Option<(f32, usize)> = None;
+        let mut image_scores = Vec::with_capacity(text_scores.len());
+        for k in 0..weighing {
+            let (held, rest) = fold(k);
+            progress.log(&format!(
+                "stacking: the image model on {} training rows, to weigh it on the other {} (fold {} of {weighing})",
+                rest.len(),
+                held.len(),
+                k + 1
+            ));
+            let inner = Prepared {
+                taxonomy: prepared.taxonomy.clone(),
+                classes: prepared.classes.clone(),
+                rows: prepared.rows.clone(),
+                train_rows: rest,
+                validation_rows: held,
+                skipped: BTreeMap::new(),
+            };
+            image_scores.extend(fit(&image_config, &inner, inputs, progress)?.validation_logits);
+        }
+        let text_right = ranked_right(text_scores, None, 0.0, &holdout_labels, classes);
+        let mut best: Option<(f32, Vec<bool>)> = None;
         for &weight in &stacking.image_weights {
-            let right = correct(text_scores, Some(&image_scores), weight, &holdout_labels, classes);
+            let right = ranked_right(text_scores, Some(&image_scores), weight, &holdout_labels, classes);
+            let count = |right: &[bool]| right.iter().filter(|&&right| right).count();
             // Ties: the smaller weight.
-            if best.is_none_or(|(best_weight, best_right)| right > best_right || (right == best_right && weight < best_weight)) {
+            if best.as_ref().is_none_or(|(best_weight, best_right)| {
+                count(&right) > count(best_right) || (count(&right) == count(best_right) && weight < *best_weight)
+            }) {
                 best = Some((weight, right));
             }
         }
-        (image_weight, holdout_correct) = best.unwrap_or((0.0, text_only_correct));
+        if let Some((weight, right)) = best {
+            let fixed = right.iter().zip(&text_right).filter(|&(&with, &without)| with && !without).count();
+            let broken = right.iter().zip(&text_right).filter(|&(&with, &without)| !with && without).count();
+            images_fixed_broke = (fixed, broken);
+            (image_weight, holdout_correct) = (weight, text_only_correct + fixed - broken);
+        }
     }
     let chosen = Stacking {
         svm_cost: cost,
         svm_cv_top1: cv_top1,
         image_weight,
+        weighing_folds: weighing,
         holdout_rows: holdout.len(),
         holdout_top1: holdout_correct as f64 / holdout.len() as f64,
         holdout_text_only_top1: text_only_correct as f64 / holdout.len() as f64,
+        images_fixed: images_fixed_broke.0,
+        images_broke: images_fixed_broke.1,
     };
     progress.log(&format!(
         "stacking: SVM cost {cost} (cross-validated top-1 {cv_top1:.3}); image weight {image_weight}: \
-         held-out top-1 {:.3} (text SVM alone {:.3}){}",
+         top-1 {:.3} of {} held-out rows (text SVM alone {:.3}; with the images {} rows right that the text ranked wrong, {} wrong it ranked right){}",
         chosen.holdout_top1,
+        chosen.holdout_rows,
         chosen.holdout_text_only_top1,
+        chosen.images_fixed,
+        chosen.images_broke,
         if use_images && image_weight == 0.0 { "; the images did not help, so the bundle reads text only" } else { "" }
     ));
 
@@ -222,14 +251,19 @@ fn image_only(config: &TrainingConfig) -> TrainingConfig {
 /// Rows of `labels` whose largest `text + weight · image` score (`[rows, classes]` each) is
 /// their label's.
 fn correct(text: &[f32], image: Option<&[f32]>, weight: f32, labels: &[usize], classes: usize) -> usize {
+    ranked_right(text, image, weight, labels, classes).into_iter().filter(|&right| right).count()
+}
+
+/// Whether each row's largest `text + weight · image` score is its label's.
+fn ranked_right(text: &[f32], image: Option<&[f32]>, weight: f32, labels: &[usize], classes: usize) -> Vec<bool> {
     let image = image.filter(|_| weight > 0.0);
     text.chunks(classes)
         .enumerate()
-        .filter(|&(row, scores)| {
+        .map(|(row, scores)| {
             let sum = |class: usize| scores[class] + image.map_or(0.0, |image| weight * image[row * classes + class]);
             argmax((0..classes).map(sum)) == labels[row]
         })
-        .count()
+        .collect()
 }
 
 /// Index of the largest value (the first of equals).
