@@ -283,10 +283,13 @@ impl TrainingConfig {
             NgramBuckets::new(buckets).validate().map_err(|error| Error::Setting(error.to_string()))?;
         }
         if let Some(stacking) = &self.stacking {
-            if stacking.svm_costs.is_empty() || stacking.svm_costs.iter().any(|cost| !(cost.is_finite() && *cost > 0.0)) {
+            if stacking.svm_costs.is_empty() || stacking.svm_costs.iter().any(|cost| !(cost.is_finite() && *cost > 0.0))
+            {
                 return refuse("`svm_costs` must list at least one positive number");
             }
-            if stacking.image_weights.is_empty() || stacking.image_weights.iter().any(|weight| !(weight.is_finite() && *weight >= 0.0)) {
+            if stacking.image_weights.is_empty()
+                || stacking.image_weights.iter().any(|weight| !(weight.is_finite() && *weight >= 0.0))
+            {
                 return refuse("`image_weights` must list at least one number ≥ 0");
             }
             if stacking.cv_folds < 2 {
@@ -339,7 +342,9 @@ mod tests {
         assert!(refused(&|c| c.model.trainable_layers = 20).contains("MobileNetV2 has 19 layers"));
         assert!(refused(&|c| c.text.char_ngrams = Some(CharNgrams { min: 5, max: 3 })).contains("5-3"));
         assert!(refused(&|c| c.text.ngram_buckets = Some(0)).contains("buckets must number 1 to"));
-        assert!(refused(&|c| c.stacking = Some(StackingConfig::new().with_svm_costs(vec![0.0]))).contains("`svm_costs`"));
+        assert!(
+            refused(&|c| c.stacking = Some(StackingConfig::new().with_svm_costs(vec![0.0]))).contains("`svm_costs`")
+        );
         assert!(TrainingConfig::new().validate().is_ok() && TrainingConfig::demo().validate().is_ok());
     }
 }

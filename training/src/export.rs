@@ -79,7 +79,9 @@ fn describe_network(config: &TrainingConfig, stacking: Option<&Stacking>) -> Str
     };
     let parts: Vec<String> = image.into_iter().chain(text).collect();
     match stacking.filter(|_| with_images) {
-        Some(stacking) => format!("burn FusionModel, stacked ({}; image logits × {})", parts.join(" + "), stacking.image_weight),
+        Some(stacking) => {
+            format!("burn FusionModel, stacked ({}; image logits × {})", parts.join(" + "), stacking.image_weight)
+        }
         None => format!("burn FusionModel ({})", parts.join(" + ")),
     }
 }

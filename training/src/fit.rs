@@ -185,7 +185,12 @@ pub fn fit(config: &TrainingConfig, prepared: &Prepared, inputs: &Inputs, progre
 }
 
 /// Logits of `rows`, `[rows, classes]` row-major, in inference mode.
-pub(crate) fn predict_logits(model: &FusionModel, batcher: &FusionBatcher<'_>, rows: &[usize], batch_size: usize) -> Vec<f32> {
+pub(crate) fn predict_logits(
+    model: &FusionModel,
+    batcher: &FusionBatcher<'_>,
+    rows: &[usize],
+    batch_size: usize,
+) -> Vec<f32> {
     let device = Device::default();
     let mut logits = Vec::new();
     for chunk in rows.chunks(batch_size) {
@@ -204,7 +209,13 @@ fn forward(model: &FusionModel, batch: FusionBatch) -> Tensor<2> {
     }
 }
 
-pub(crate) fn validation_metrics(taxonomy: &Taxonomy, classes: &[u32], data: &Encoded, rows: &[usize], logits: &[f32]) -> Metrics {
+pub(crate) fn validation_metrics(
+    taxonomy: &Taxonomy,
+    classes: &[u32],
+    data: &Encoded,
+    rows: &[usize],
+    logits: &[f32],
+) -> Metrics {
     let scored: Vec<Scored> = ranked(logits, classes)
         .into_iter()
         .zip(rows)

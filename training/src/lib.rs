@@ -48,6 +48,6 @@ pub use features::{BurnFeatures, FeatureExtractor, FrozenBackbone, ImageFeatures
 pub use fit::EpochRecord;
 pub use metrics::{Confusion, Metrics, Scored};
 pub use model::{Backbone, FusionModelConfig};
-pub use stack::Stacking;
 pub use search::{HyperparameterSearch, SearchReport, SearchSpace, SearchStrategy};
+pub use stack::Stacking;
 pub use trainer::{FusionTrainer, TrainingReport};

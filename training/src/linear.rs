@@ -34,7 +34,15 @@ impl LinearSvm {
     /// Fits one SVM per class on `rows` of `text` (sparse vectors of `dim` terms) with labels
     /// `labels[row]`; `cost` is liblinear's C (larger: a closer fit of the training rows).
     /// Deterministic for a seed, whatever the threads.
-    pub fn fit(text: &[SparseText], labels: &[usize], rows: &[usize], dim: usize, classes: usize, cost: f64, seed: u64) -> Self {
+    pub fn fit(
+        text: &[SparseText],
+        labels: &[usize],
+        rows: &[usize],
+        dim: usize,
+        classes: usize,
+        cost: f64,
+        seed: u64,
+    ) -> Self {
         let per_class: Vec<(Vec<f64>, f64)> =
             (0..classes).into_par_iter().map(|class| fit_binary(text, labels, rows, dim, class, cost, seed)).collect();
         let mut weights = vec![0.0f32; dim * classes];
@@ -123,8 +131,7 @@ mod tests {
     /// training row's class first and its scores separate the classes by a margin.
     #[test]
     fn separates_classes_by_their_terms() {
-        let text: Vec<SparseText> =
-            (0..30).map(|row| vec![((row % 3) as u32, 0.8), (3, 0.6)]).collect();
+        let text: Vec<SparseText> = (0..30).map(|row| vec![((row % 3) as u32, 0.8), (3, 0.6)]).collect();
         let labels: Vec<usize> = (0..30).map(|row| row % 3).collect();
         let rows: Vec<usize> = (0..30).collect();
         let svm = LinearSvm::fit(&text, &labels, &rows, 4, 3, 1.0, 7);

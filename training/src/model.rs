@@ -324,21 +324,22 @@ impl FusionModel {
             ),
             bias: Some(Param::from_data(TensorData::new(text_linear.bias.clone(), [text_linear.classes]), device)),
         };
-        let (image, head, dropout, modality_dropout) = match image.filter(|model| image_weight > 0.0 && model.image.is_some()) {
-            Some(model) => {
-                let head = Linear {
-                    weight: model.head.weight.map(|weight| weight.mul_scalar(image_weight)),
-                    bias: model.head.bias.map(|bias| bias.map(|bias| bias.mul_scalar(image_weight))),
-                };
-                (model.image, head, model.dropout, model.modality_dropout)
-            }
-            None => (
-                None,
-                LinearConfig::new(1, text_linear.classes).init(device),
-                DropoutConfig::new(0.0).init(),
-                DropoutConfig::new(0.0).init(),
-            ),
-        };
+        let (image, head, dropout, modality_dropout) =
+            match image.filter(|model| image_weight > 0.0 && model.image.is_some()) {
+                Some(model) => {
+                    let head = Linear {
+                        weight: model.head.weight.map(|weight| weight.mul_scalar(image_weight)),
+                        bias: model.head.bias.map(|bias| bias.map(|bias| bias.mul_scalar(image_weight))),
+                    };
+                    (model.image, head, model.dropout, model.modality_dropout)
+                }
+                None => (
+                    None,
+                    LinearConfig::new(1, text_linear.classes).init(device),
+                    DropoutConfig::new(0.0).init(),
+                    DropoutConfig::new(0.0).init(),
+                ),
+            };
         Self { image, text: None, dropout, modality_dropout, head, wide: Some(wide) }
     }
 

@@ -88,8 +88,11 @@ pub fn fit_stacked(
         (held.into_iter().map(|(_, &row)| row).collect(), rest.into_iter().map(|(_, &row)| row).collect())
     };
     // The first `weighing` folds hold at least `weighing_rows` rows (fold sizes differ by one at most).
-    let weighing = (1..=folds).find(|&m| (0..m).map(|k| fold(k).0.len()).sum::<usize>() >= stacking.weighing_rows).unwrap_or(folds);
-    let svm = |rows: &[usize], cost: f64| LinearSvm::fit(&data.text, labels, rows, data.text_dim, classes, cost, config.seed);
+    let weighing = (1..=folds)
+        .find(|&m| (0..m).map(|k| fold(k).0.len()).sum::<usize>() >= stacking.weighing_rows)
+        .unwrap_or(folds);
+    let svm =
+        |rows: &[usize], cost: f64| LinearSvm::fit(&data.text, labels, rows, data.text_dim, classes, cost, config.seed);
     let truth = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&row| labels[row]).collect() };
 
     progress.log(&format!(
@@ -115,9 +118,8 @@ pub fn fit_stacked(
     }
     progress.finish();
     // The most rows right; ties: the smaller cost (listed first).
-    let best = (0..cross_validated.len()).fold(0, |best, index| {
-        if cross_validated[index].0 > cross_validated[best].0 { index } else { best }
-    });
+    let best = (0..cross_validated.len())
+        .fold(0, |best, index| if cross_validated[index].0 > cross_validated[best].0 { index } else { best });
     let cost = stacking.svm_costs[best];
     let cv_top1 = cross_validated[best].0 as f64 / shuffled.len() as f64;
 
