@@ -82,14 +82,16 @@ pub fn fit_stacked(
             shuffled.len()
         )));
     }
-    // Fold `k` holds every `folds`-th shuffled row from the `k`-th on.
-    let fold = |k: usize| -> (Vec<usize>, Vec<usize>) {
-        let (held, rest): (Vec<_>, Vec<_>) = shuffled.iter().enumerate().partition(|(index, _)| index % folds == k);
-        (held.into_iter().map(|(_, &row)| row).collect(), rest.into_iter().map(|(_, &row)| row).collect())
-    };
+    // Fold `k` holds every `folds`-th shuffled row from the `k`-th on: (held out, the rest).
+    let fold_rows: Vec<(Vec<usize>, Vec<usize>)> = (0..folds)
+        .map(|k| {
+            let (held, rest): (Vec<_>, Vec<_>) = shuffled.iter().enumerate().partition(|(index, _)| index % folds == k);
+            (held.into_iter().map(|(_, &row)| row).collect(), rest.into_iter().map(|(_, &row)| row).collect())
+        })
+        .collect();
     // The first `weighing` folds hold at least `weighing_rows` rows (fold sizes differ by one at most).
     let weighing = (1..=folds)
-        .find(|&m| (0..m).map(|k| fold(k).0.len()).sum::<usize>() >= stacking.weighing_rows)
+        .find(|&m| fold_rows[..m].iter().map(|(held, _)| held.len()).sum::<usize>() >= stacking.weighing_rows)
         .unwrap_or(folds);
     let svm =
         |rows: &[usize], cost: f64| LinearSvm::fit(&data.text, labels, rows, data.text_dim, classes, cost, config.seed);
@@ -105,10 +107,9 @@ pub fn fit_stacked(
     let mut cross_validated = Vec::with_capacity(stacking.svm_costs.len());
     for &cost in &stacking.svm_costs {
         let (mut right, mut weighing_scores) = (0, Vec::new());
-        for k in 0..folds {
-            let (held, rest) = fold(k);
-            let scores = svm(&rest, cost).scores(&data.text, &held);
-            right += correct(&scores, None, 0.0, &truth(&held), classes);
+        for (k, (held, rest)) in fold_rows.iter().enumerate() {
+            let scores = svm(rest, cost).scores(&data.text, held);
+            right += correct(&scores, None, 0.0, &truth(held), classes);
             if k < weighing {
                 weighing_scores.extend(scores);
             }
@@ -123,7 +124,7 @@ pub fn fit_stacked(
     let cost = stacking.svm_costs[best];
     let cv_top1 = cross_validated[best].0 as f64 / shuffled.len() as f64;
 
-    let holdout: Vec<usize> = (0..weighing).flat_map(|k| fold(k).0).collect();
+    let holdout: Vec<usize> = fold_rows[..weighing].iter().flat_map(|(held, _)| held.iter().copied()).collect();
     let holdout_labels = truth(&holdout);
     let text_scores = &cross_validated[best].1;
     let image_config = image_only(config);
@@ -132,8 +133,7 @@ pub fn fit_stacked(
     let mut images_fixed_broke = (0, 0);
     if use_images {
         let mut image_scores = Vec::with_capacity(text_scores.len());
-        for k in 0..weighing {
-            let (held, rest) = fold(k);
+        for (k, (held, rest)) in fold_rows[..weighing].iter().enumerate() {
             progress.log(&format!(
                 "stacking: the image model on {} training rows, to weigh it on the other {} (fold {} of {weighing})",
                 rest.len(),
@@ -144,25 +144,26 @@ pub fn fit_stacked(
                 taxonomy: prepared.taxonomy.clone(),
                 classes: prepared.classes.clone(),
                 rows: prepared.rows.clone(),
-                train_rows: rest,
-                validation_rows: held,
+                train_rows: rest.clone(),
+                validation_rows: held.clone(),
                 skipped: BTreeMap::new(),
             };
             image_scores.extend(fit(&image_config, &inner, inputs, progress)?.validation_logits);
         }
         let text_right = ranked_right(text_scores, None, 0.0, &holdout_labels, classes);
-        let mut best: Option<(f32, Vec<bool>)> = None;
+        // (weight, each held-out row ranked right, how many)
+        let mut best: Option<(f32, Vec<bool>, usize)> = None;
         for &weight in &stacking.image_weights {
             let right = ranked_right(text_scores, Some(&image_scores), weight, &holdout_labels, classes);
-            let count = |right: &[bool]| right.iter().filter(|&&right| right).count();
+            let count = right.iter().filter(|&&right| right).count();
             // Ties: the smaller weight.
-            if best.as_ref().is_none_or(|(best_weight, best_right)| {
-                count(&right) > count(best_right) || (count(&right) == count(best_right) && weight < *best_weight)
+            if best.as_ref().is_none_or(|&(best_weight, _, best_count)| {
+                count > best_count || (count == best_count && weight < best_weight)
             }) {
-                best = Some((weight, right));
+                best = Some((weight, right, count));
             }
         }
-        if let Some((weight, right)) = best {
+        if let Some((weight, right, _)) = best {
             let fixed = right.iter().zip(&text_right).filter(|&(&with, &without)| with && !without).count();
             let broken = right.iter().zip(&text_right).filter(|&(&with, &without)| !with && without).count();
             images_fixed_broke = (fixed, broken);
@@ -211,8 +212,7 @@ pub fn fit_stacked(
     let scoring = Instant::now();
     let train_logits = predict_logits(&model, &plain, &prepared.train_rows, config.batch_size);
     let validation_logits = predict_logits(&model, &plain, &prepared.validation_rows, config.batch_size);
-    let train_labels: Vec<usize> = prepared.train_rows.iter().map(|&row| labels[row]).collect();
-    let validation_labels: Vec<usize> = prepared.validation_rows.iter().map(|&row| labels[row]).collect();
+    let (train_labels, validation_labels) = (truth(&prepared.train_rows), truth(&prepared.validation_rows));
     let train_correct = correct(&train_logits, None, 0.0, &train_labels, classes);
     history.push(EpochRecord {
         epoch: history.len() + 1,
