@@ -455,11 +455,14 @@ impl TextVectorizer {
         scratch: &mut EncodeScratch,
         out: &mut [f32],
     ) {
-        let EncodeScratch { words, word_positions, ngram, written, token } = scratch;
-        words.words.clear();
-        words.bounds.clear();
-        word_positions.clear();
-        written.clear();
+        scratch.clear();
+        if let (Some(ngrams), NgramSource::Tokens) = (self.spec.char_ngrams, self.spec.ngram_source) {
+            for text in [title, description].into_iter().flatten() {
+                self.encode_tokens(ngrams, text, scratch, out);
+            }
+            return self.weigh(&scratch.written, out);
+        }
+        let EncodeScratch { words, word_positions, ngram, written, .. } = scratch;
         let encoding = self.spec.encoding;
         // The words of both fields stay in `words`, each with its input position if known.
         for text in [title, description].into_iter().flatten() {
@@ -474,25 +477,6 @@ impl TextVectorizer {
             });
         }
         let Some(ngrams) = self.spec.char_ngrams else { return self.weigh(written, out) };
-        if self.spec.ngram_source == NgramSource::Tokens {
-            for text in [title, description].into_iter().flatten() {
-                for_each_token(&self.spec, text, token, |token| {
-                    // A token that is a vocabulary word has its n-grams precomputed.
-                    match self.index.get(token).filter(|_| is_word(token)) {
-                        Some(&position) => {
-                            let (start, end) = self.word_ngrams[position as usize];
-                            for &ngram_position in &self.ngram_positions[start as usize..end as usize] {
-                                add_term(encoding, out, written, ngram_position, 1);
-                            }
-                        }
-                        None => self.for_each_ngram_position(ngrams, token, ngram, |position| {
-                            add_term(encoding, out, written, position, 1)
-                        }),
-                    }
-                });
-            }
-            return self.weigh(written, out);
-        }
         // So far `written` holds each distinct known word (and pair) once, and `out` its count:
         // its n-grams are added once, times that count (a word has ~20 n-grams, and
         // descriptions repeat their words: Flipkart, 39% of a field's words).
@@ -513,6 +497,55 @@ impl TextVectorizer {
             }
         }
         self.weigh(written, out);
+    }
+
+    /// The words, pairs and token n-grams of `text` ([`NgramSource::Tokens`]) in one pass over
+    /// its whitespace tokens: a token that is one word, as most are, is lower-cased and looked
+    /// up once for both its word and its n-grams (words never cross whitespace, so a token's
+    /// words are those the whole text would give).
+    fn encode_tokens(&self, ngrams: CharNgrams, text: &str, scratch: &mut EncodeScratch, out: &mut [f32]) {
+        let EncodeScratch { words, ngram, written, token, .. } = scratch;
+        let encoding = self.spec.encoding;
+        let first_word = words.bounds.len();
+        for raw in text.split_whitespace() {
+            lowercase_into(&self.spec, raw, token);
+            let token_position = if is_word(token) {
+                let position = self.index.get(token.as_str()).copied();
+                if char_count(token) >= self.spec.min_token_chars {
+                    let start = words.words.len();
+                    words.words.push_str(token);
+                    words.bounds.push(start..words.words.len());
+                    if let Some(position) = position {
+                        add_term(encoding, out, written, position, 1);
+                    }
+                }
+                position
+            } else {
+                push_words(&self.spec, raw, words, |word| {
+                    if let Some(&position) = self.index.get(word) {
+                        add_term(encoding, out, written, position, 1);
+                    }
+                });
+                None
+            };
+            // A token that is a vocabulary word has its n-grams precomputed.
+            match token_position {
+                Some(position) => {
+                    let (start, end) = self.word_ngrams[position as usize];
+                    for &ngram_position in &self.ngram_positions[start as usize..end as usize] {
+                        add_term(encoding, out, written, ngram_position, 1);
+                    }
+                }
+                None => self.for_each_ngram_position(ngrams, token, ngram, |position| {
+                    add_term(encoding, out, written, position, 1)
+                }),
+            }
+        }
+        for_each_pair(&self.spec, words, first_word, |pair| {
+            if let Some(&position) = self.index.get(pair) {
+                add_term(encoding, out, written, position, 1);
+            }
+        });
     }
 
     /// TF-IDF's weighting of the counts at the positions `written`; nothing for other encodings.
@@ -551,7 +584,16 @@ fn tokenize(spec: &TextSpec, text: &str, terms: &mut Vec<String>) {
 
 /// Whether a vocabulary term is a word (not a word pair or a character n-gram).
 fn is_word(term: &str) -> bool {
-    term.chars().all(char::is_alphanumeric)
+    if term.is_ascii() {
+        term.bytes().all(|byte| byte.is_ascii_alphanumeric())
+    } else {
+        term.chars().all(char::is_alphanumeric)
+    }
+}
+
+/// Characters of `text` (its length, when ASCII).
+fn char_count(text: &str) -> usize {
+    if text.is_ascii() { text.len() } else { text.chars().count() }
 }
 
 /// Adds `count` occurrences of the term at `position` (sets it, for multi-hot), noting the
@@ -587,6 +629,16 @@ struct EncodeScratch {
     written: Vec<u32>,
     /// The token being cut ([`NgramSource::Tokens`]).
     token: String,
+}
+
+impl EncodeScratch {
+    /// Empties the buffers for a new row, keeping their capacity.
+    fn clear(&mut self) {
+        self.words.words.clear();
+        self.words.bounds.clear();
+        self.word_positions.clear();
+        self.written.clear();
+    }
 }
 
 /// The words of a row's texts, back to back, and the word pair being built.
@@ -635,16 +687,21 @@ fn for_each_term(spec: &TextSpec, text: &str, mut visit: impl FnMut(&str)) {
 /// lower-cased if asked, in `buffer`.
 fn for_each_token(spec: &TextSpec, text: &str, buffer: &mut String, mut visit: impl FnMut(&str)) {
     for token in text.split_whitespace() {
-        buffer.clear();
-        if spec.lowercase && !token.is_ascii() {
-            buffer.push_str(&token.to_lowercase());
-        } else {
-            buffer.push_str(token);
-            if spec.lowercase {
-                buffer.make_ascii_lowercase();
-            }
-        }
+        lowercase_into(spec, token, buffer);
         visit(buffer);
+    }
+}
+
+/// Overwrites `buffer` with `token`, lower-cased if asked.
+fn lowercase_into(spec: &TextSpec, token: &str, buffer: &mut String) {
+    buffer.clear();
+    if spec.lowercase && !token.is_ascii() {
+        buffer.push_str(&token.to_lowercase());
+    } else {
+        buffer.push_str(token);
+        if spec.lowercase {
+            buffer.make_ascii_lowercase();
+        }
     }
 }
 
@@ -653,8 +710,15 @@ fn for_each_token(spec: &TextSpec, text: &str, buffer: &mut String, mut visit: i
 /// `scratch.bounds`, after those of earlier texts (pairs stay within one text).
 fn for_each_word_and_pair(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str, bool)) {
     let first_word = scratch.bounds.len();
+    push_words(spec, text, scratch, |word| visit(word, true));
+    for_each_pair(spec, scratch, first_word, |pair| visit(pair, false));
+}
+
+/// Appends the words of `text` (maximal alphanumeric runs of at least `min_token_chars`
+/// characters, lower-cased if asked) to `scratch`, calling `visit` with each.
+fn push_words(spec: &TextSpec, text: &str, scratch: &mut Scratch, mut visit: impl FnMut(&str)) {
     for word in text.split(|c: char| !c.is_alphanumeric()) {
-        if word.chars().count() < spec.min_token_chars {
+        if char_count(word) < spec.min_token_chars {
             continue;
         }
         let start = scratch.words.len();
@@ -667,15 +731,20 @@ fn for_each_word_and_pair(spec: &TextSpec, text: &str, scratch: &mut Scratch, mu
             }
         }
         scratch.bounds.push(start..scratch.words.len());
-        visit(&scratch.words[start..], true);
+        visit(&scratch.words[start..]);
     }
+}
+
+/// Calls `visit` with each pair of adjacent words of `scratch` from `first_word` on, when
+/// `max_ngram` is 2.
+fn for_each_pair(spec: &TextSpec, scratch: &mut Scratch, first_word: usize, mut visit: impl FnMut(&str)) {
     if spec.max_ngram == 2 {
         for adjacent in scratch.bounds[first_word..].windows(2) {
             scratch.pair.clear();
             scratch.pair.push_str(&scratch.words[adjacent[0].clone()]);
             scratch.pair.push(' ');
             scratch.pair.push_str(&scratch.words[adjacent[1].clone()]);
-            visit(&scratch.pair, false);
+            visit(&scratch.pair);
         }
     }
 }
@@ -844,6 +913,8 @@ mod tests {
             "Nike Men Running Shoes 2026",
             "Grüße äöüßäöüß",
             "äöüßäöüß grüße",
+            // Tokens that are several words, short words in and out of tokens, other spaces.
+            "  t-shirt,banana\tb\u{a0}Banana-Bandana (2-pack) a1 Ä x-ÜBER ΟΔΟΣ-Α ΟΔΟΣ\n",
         ];
         let settings = [TextEncoding::MultiHot, TextEncoding::Counts].into_iter().flat_map(|encoding| {
             [None, Some(NgramBuckets::new(7))].into_iter().flat_map(move |buckets| {
