@@ -456,12 +456,26 @@ impl TextVectorizer {
         out: &mut [f32],
     ) {
         scratch.clear();
-        if let (Some(ngrams), NgramSource::Tokens) = (self.spec.char_ngrams, self.spec.ngram_source) {
-            for text in [title, description].into_iter().flatten() {
-                self.encode_tokens(ngrams, text, scratch, out);
+        match (self.spec.char_ngrams, self.spec.ngram_source) {
+            (Some(ngrams), NgramSource::Tokens) => {
+                for text in [title, description].into_iter().flatten() {
+                    self.encode_tokens(ngrams, text, scratch, out);
+                }
             }
-            return self.weigh(&scratch.written, out);
+            (ngrams, _) => self.encode_words(ngrams, title, description, scratch, out),
         }
+        self.weigh(&scratch.written, out);
+    }
+
+    /// The words and pairs of both fields, then the character n-grams of their words, if any.
+    fn encode_words(
+        &self,
+        ngrams: Option<CharNgrams>,
+        title: Option<&str>,
+        description: Option<&str>,
+        scratch: &mut EncodeScratch,
+        out: &mut [f32],
+    ) {
         let EncodeScratch { words, word_positions, ngram, written, .. } = scratch;
         let encoding = self.spec.encoding;
         // The words of both fields stay in `words`, each with its input position if known.
@@ -476,7 +490,7 @@ impl TextVectorizer {
                 }
             });
         }
-        let Some(ngrams) = self.spec.char_ngrams else { return self.weigh(written, out) };
+        let Some(ngrams) = ngrams else { return };
         // So far `written` holds each distinct known word (and pair) once, and `out` its count:
         // its n-grams are added once, times that count (a word has ~20 n-grams, and
         // descriptions repeat their words: Flipkart, 39% of a field's words).
@@ -496,7 +510,6 @@ impl TextVectorizer {
                 });
             }
         }
-        self.weigh(written, out);
     }
 
     /// The words, pairs and token n-grams of `text` ([`NgramSource::Tokens`]) in one pass over
