@@ -16,6 +16,16 @@ use std::collections::BTreeMap;
 use crate::Taxonomy;
 use serde::Serialize;
 
+/// Index of the largest value, the first of equals (NaN above every number, as `total_cmp`
+/// orders it); 0 when there are none. Training's top-1 and scoring's `category` both pick by it.
+pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
+    values
+        .into_iter()
+        .enumerate()
+        .max_by(|(a_index, a), (b_index, b)| a.total_cmp(b).then(b_index.cmp(a_index)))
+        .map_or(0, |(index, _)| index)
+}
+
 /// One scored product: its true category and the model's guesses, best first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -135,6 +145,13 @@ pub fn ranked(probabilities: &[f32], classes: &[u32]) -> Vec<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_equals() {
+        assert_eq!(argmax([0.1, 0.7, 0.7, -1.0]), 1);
+        assert_eq!(argmax([f32::NEG_INFINITY, -3.0]), 1);
+        assert_eq!(argmax([]), 0);
+    }
 
     fn taxonomy() -> Taxonomy {
         Taxonomy::from_paths(

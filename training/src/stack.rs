@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use lakecat_core::Progress;
+use lakecat_core::metrics::argmax;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -266,15 +267,4 @@ fn ranked_right(text: &[f32], image: Option<&[f32]>, weight: f32, labels: &[usiz
             argmax((0..classes).map(sum)) == labels[row]
         })
         .collect()
-}
-
-/// Index of the largest value (the first of equals).
-fn argmax(values: impl Iterator<Item = f32>) -> usize {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (index, value) in values.enumerate() {
-        if value > best.1 {
-            best = (index, value);
-        }
-    }
-    best.0
 }

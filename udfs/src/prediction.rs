@@ -8,6 +8,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields};
 use lakecat_core::Taxonomy;
+use lakecat_core::metrics::argmax;
 
 use crate::error::RowError;
 
@@ -153,7 +154,7 @@ impl<'a> PredictionBuilder<'a> {
                 return;
             }
         };
-        let best = argmax(probabilities);
+        let best = argmax(probabilities.iter().copied());
         let class = self.classes[best];
         self.category_id.append_value(i64::from(class));
         self.category.append_option(self.taxonomy.node(class).map(|node| node.name.as_str()));
@@ -252,14 +253,6 @@ impl<'a> PredictionBuilder<'a> {
 
 fn field<T: ArrayBuilder>(builder: &mut StructBuilder, index: usize) -> &mut T {
     builder.field_builder::<T>(index).expect("top_k field builders are created with these types")
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|(a_index, a), (b_index, b)| a.total_cmp(b).then(b_index.cmp(a_index)))
-        .map_or(0, |(index, _)| index)
 }
 
 #[cfg(test)]
