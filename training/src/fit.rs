@@ -10,7 +10,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use lakecat_core::{Progress, Taxonomy};
+use lakecat_core::Progress;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -144,19 +144,14 @@ pub fn fit(config: &TrainingConfig, prepared: &Prepared, inputs: &Inputs, progre
         }
         let seconds = epoch_started.elapsed().as_secs_f64();
         validation_logits = predict_logits(&model.valid(), &plain, &prepared.validation_rows, config.batch_size);
+        let (validation_loss, validation) = held_out(prepared, data, &validation_logits, &validation_labels);
         let record = EpochRecord {
             epoch: epoch + 1,
             objective,
             train_loss: loss_sum / samples.len() as f64,
             train_top1: correct as f64 / samples.len() as f64,
-            validation_loss: negative_log_likelihood(&validation_logits, classes, &validation_labels, 1.0),
-            validation: validation_metrics(
-                &prepared.taxonomy,
-                &prepared.classes,
-                data,
-                &prepared.validation_rows,
-                &validation_logits,
-            ),
+            validation_loss,
+            validation,
             samples_per_second: samples.len() as f64 / seconds.max(1e-9),
         };
         progress.log(&format!(
@@ -209,17 +204,17 @@ fn forward(model: &FusionModel, batch: FusionBatch) -> Tensor<2> {
     }
 }
 
-pub(crate) fn validation_metrics(
-    taxonomy: &Taxonomy,
-    classes: &[u32],
-    data: &Encoded,
-    rows: &[usize],
-    logits: &[f32],
-) -> Metrics {
-    let scored: Vec<Scored> = ranked(logits, classes)
+/// Leaf cross-entropy (temperature 1) and metrics of `logits` on `prepared`'s validation rows,
+/// whose classes are `labels`: what every [`EpochRecord`] holds out.
+pub(crate) fn held_out(prepared: &Prepared, data: &Encoded, logits: &[f32], labels: &[usize]) -> (f64, Metrics) {
+    let rows = &prepared.validation_rows;
+    let scored: Vec<Scored> = ranked(logits, &prepared.classes)
         .into_iter()
         .zip(rows)
-        .map(|(ranked, &row)| Scored { truth: classes[data.classes[row]], ranked })
+        .map(|(ranked, &row)| Scored { truth: prepared.classes[data.classes[row]], ranked })
         .collect();
-    Metrics::compute(taxonomy, &scored)
+    (
+        negative_log_likelihood(logits, prepared.classes.len(), labels, 1.0),
+        Metrics::compute(&prepared.taxonomy, &scored),
+    )
 }

@@ -31,7 +31,7 @@ use crate::augment::Augmentation;
 use crate::calibration::negative_log_likelihood;
 use crate::config::{StackingConfig, TrainingConfig};
 use crate::data::FusionBatcher;
-use crate::fit::{EpochRecord, Fitted, fit, predict_logits, validation_metrics};
+use crate::fit::{EpochRecord, Fitted, fit, held_out, predict_logits};
 use crate::linear::LinearSvm;
 use crate::model::FusionModel;
 use crate::prepare::{Inputs, Prepared};
@@ -215,19 +215,14 @@ pub fn fit_stacked(
     let validation_logits = predict_logits(&model, &plain, &prepared.validation_rows, config.batch_size);
     let (train_labels, validation_labels) = (truth(&prepared.train_rows), truth(&prepared.validation_rows));
     let train_correct = correct(&train_logits, None, 0.0, &train_labels, classes);
+    let (validation_loss, validation) = held_out(prepared, data, &validation_logits, &validation_labels);
     history.push(EpochRecord {
         epoch: history.len() + 1,
         objective: "stacked",
         train_loss: negative_log_likelihood(&train_logits, classes, &train_labels, 1.0),
         train_top1: train_correct as f64 / train_labels.len() as f64,
-        validation_loss: negative_log_likelihood(&validation_logits, classes, &validation_labels, 1.0),
-        validation: validation_metrics(
-            &prepared.taxonomy,
-            &prepared.classes,
-            data,
-            &prepared.validation_rows,
-            &validation_logits,
-        ),
+        validation_loss,
+        validation,
         samples_per_second: (train_labels.len() + validation_labels.len()) as f64
             / scoring.elapsed().as_secs_f64().max(1e-9),
     });
