@@ -30,8 +30,8 @@ use lakecat_training::{
 /// By default (--stacking) the text path is a linear SVM per leaf, fitted apart from the
 /// image branch: cross-validation on the training rows (--stack-folds) chooses the SVM's cost
 /// (--svm-costs), held-out folds of at least --weighing-rows rows how much the image scores
-/// add to the text's (--image-weights, 0 when images do not help); both are then refitted on all training rows and joined in one
-/// graph.
+/// add to the text's (--image-weights; 0 when images do not help more than chance would,
+/// --image-significance); both are then refitted on all training rows and joined in one graph.
 /// With --stacking false the text path is two dense layers of --text-dense (and, with --wide,
 /// a linear map of the terms) trained together with the image branch after dropout.
 /// A frozen backbone runs once per image, in ONNX Runtime, and its features are kept in
@@ -159,6 +159,11 @@ struct SettingsArgs {
     /// of a smaller training split); each fold costs one more fit of the image model.
     #[arg(long, default_value_t = stacking_defaults().weighing_rows)]
     weighing_rows: usize,
+    /// The images enter the bundle only if, on those folds, the rows they fix outnumber the
+    /// rows they break by more than chance: a one-sided sign test's p-value at most this
+    /// (1: any net gain). Not applied when --image-weights lists one weight.
+    #[arg(long, default_value_t = stacking_defaults().image_significance)]
+    image_significance: f64,
     /// Dropout on the concatenated branches (0.5 beat 0.3 by 0.2 points on the fashion data).
     #[arg(long, default_value_t = defaults().model.dropout)]
     dropout: f64,
@@ -460,6 +465,7 @@ impl SettingsArgs {
                     .with_image_weights(self.image_weights.clone())
                     .with_cv_folds(self.stack_folds)
                     .with_weighing_rows(self.weighing_rows)
+                    .with_image_significance(self.image_significance)
             }));
         config.model = config
             .model

@@ -5,7 +5,8 @@
 //! 2. on the first folds, as many as hold [`StackingConfig::weighing_rows`] rows, each scored by
 //!    the image model (the [`FusionModel`] with its image branch only, trained by [`fit`])
 //!    fitted on the other folds, the weight `w` whose sum `svm + w · image` ranks the most rows
-//!    right is kept (ties: the smaller weight; one candidate: that weight);
+//!    right is kept (ties: the smaller weight; one candidate: that weight), if the rows it
+//!    fixes outnumber those it breaks by more than chance ([`StackingConfig::image_significance`]);
 //! 3. both are refitted on the whole training split and joined into one network
 //!    ([`FusionModel::stacked`]): the SVM as the wide path, the image head scaled by `w`.
 //!
@@ -53,10 +54,14 @@ pub struct Stacking {
     /// text SVM alone.
     pub holdout_top1: f64,
     pub holdout_text_only_top1: f64,
-    /// Held-out rows the chosen image weight ranked right that the text SVM alone did not, and
-    /// the other way round: how many rows the choice rests on.
+    /// The image weight that ranked the most held-out rows right (the chosen one, unless it
+    /// failed the sign test), the held-out rows it ranked right that the text SVM alone did
+    /// not and the other way round, and the one-sided sign test's p-value of those counts:
+    /// how much the choice rests on.
+    pub best_image_weight: f32,
     pub images_fixed: usize,
     pub images_broke: usize,
+    pub images_p_value: f64,
 }
 
 /// Fits the stacked network ([`crate::stack`]) on `prepared`'s training split; its validation
@@ -131,7 +136,7 @@ pub fn fit_stacked(
     let image_config = image_only(config);
     let (mut image_weight, mut holdout_correct) = (0.0, correct(text_scores, None, 0.0, &holdout_labels, classes));
     let text_only_correct = holdout_correct;
-    let mut images_fixed_broke = (0, 0);
+    let (mut best_image_weight, mut images_fixed_broke, mut images_p_value) = (0.0, (0, 0), 1.0);
     if use_images {
         let mut image_scores = Vec::with_capacity(text_scores.len());
         for (k, (held, rest)) in fold_rows[..weighing].iter().enumerate() {
@@ -167,8 +172,12 @@ pub fn fit_stacked(
         if let Some((weight, right, _)) = best {
             let fixed = right.iter().zip(&text_right).filter(|&(&with, &without)| with && !without).count();
             let broken = right.iter().zip(&text_right).filter(|&(&with, &without)| !with && without).count();
-            images_fixed_broke = (fixed, broken);
-            (image_weight, holdout_correct) = (weight, text_only_correct + fixed - broken);
+            (best_image_weight, images_fixed_broke, images_p_value) =
+                (weight, (fixed, broken), sign_test(fixed, broken));
+            let forced = stacking.image_weights.len() == 1;
+            if forced || images_p_value <= stacking.image_significance {
+                (image_weight, holdout_correct) = (weight, text_only_correct + fixed - broken);
+            }
         }
     }
     let chosen = Stacking {
@@ -179,18 +188,33 @@ pub fn fit_stacked(
         holdout_rows: holdout.len(),
         holdout_top1: holdout_correct as f64 / holdout.len() as f64,
         holdout_text_only_top1: text_only_correct as f64 / holdout.len() as f64,
+        best_image_weight,
         images_fixed: images_fixed_broke.0,
         images_broke: images_fixed_broke.1,
+        images_p_value,
+    };
+    let images = if !use_images {
+        String::new()
+    } else {
+        let counts = format!(
+            "at weight {best_image_weight} the images ranked {} rows right that the text ranked wrong, {} wrong it ranked right (sign test p {})",
+            chosen.images_fixed,
+            chosen.images_broke,
+            if chosen.images_p_value < 1e-3 { "< 0.001".into() } else { format!("{:.3}", chosen.images_p_value) }
+        );
+        match (image_weight > 0.0, best_image_weight > 0.0) {
+            (true, _) => format!("; {counts}"),
+            (false, true) => format!(
+                "; {counts}: above --image-significance {}, a gain chance could give, so the bundle reads text only",
+                stacking.image_significance
+            ),
+            (false, false) => "; the images did not help, so the bundle reads text only".into(),
+        }
     };
     progress.log(&format!(
         "stacking: SVM cost {cost} (cross-validated top-1 {cv_top1:.3}); image weight {image_weight}: \
-         top-1 {:.3} of {} held-out rows (text SVM alone {:.3}; with the images {} rows right that the text ranked wrong, {} wrong it ranked right){}",
-        chosen.holdout_top1,
-        chosen.holdout_rows,
-        chosen.holdout_text_only_top1,
-        chosen.images_fixed,
-        chosen.images_broke,
-        if use_images && image_weight == 0.0 { "; the images did not help, so the bundle reads text only" } else { "" }
+         top-1 {:.3} of {} held-out rows (text SVM alone {:.3}){images}",
+        chosen.holdout_top1, chosen.holdout_rows, chosen.holdout_text_only_top1,
     ));
 
     progress.start("text SVM on the whole training split", Some(1));
@@ -246,6 +270,23 @@ fn image_only(config: &TrainingConfig) -> TrainingConfig {
     image
 }
 
+/// The one-sided sign test: the chance that `fixed` or more of the `fixed + broke` rows the
+/// images changed went their way, if each had gone either way with even odds.
+fn sign_test(fixed: usize, broke: usize) -> f64 {
+    let rows = fixed + broke;
+    // ln P(k) = ln C(rows, k) − rows · ln 2, from P(0) up, in logs so that large counts do not
+    // underflow.
+    let mut ln_probability = -(rows as f64) * std::f64::consts::LN_2;
+    let mut tail = 0.0;
+    for k in 0..=rows {
+        if k >= fixed {
+            tail += ln_probability.exp();
+        }
+        ln_probability += ((rows - k) as f64 / (k + 1) as f64).ln();
+    }
+    tail.min(1.0)
+}
+
 /// Rows of `labels` whose largest `text + weight · image` score (`[rows, classes]` each) is
 /// their label's.
 fn correct(text: &[f32], image: Option<&[f32]>, weight: f32, labels: &[usize], classes: usize) -> usize {
@@ -262,4 +303,28 @@ fn ranked_right(text: &[f32], image: Option<&[f32]>, weight: f32, labels: &[usiz
             argmax((0..classes).map(sum)) == labels[row]
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_test_is_the_binomial_tail_at_even_odds() {
+        let close = |p: f64, expected: f64| assert!((p - expected).abs() < 1e-12, "{p} vs {expected}");
+        // Flipkart's held-out rows: 4 fixed, 1 broken: (C(5,4) + C(5,5)) / 2⁵.
+        close(sign_test(4, 1), 6.0 / 32.0);
+        close(sign_test(3, 0), 1.0 / 8.0);
+        close(sign_test(5, 5), 638.0 / 1024.0);
+        close(sign_test(0, 0), 1.0);
+        close(sign_test(0, 7), 1.0);
+        // Thousands of rows neither underflow nor lose the tail.
+        assert!(sign_test(1100, 900) < 1e-5);
+        close(sign_test(1000, 1000), 0.5 + 0.5 * sign_test_point(1000));
+    }
+
+    /// P(X = n) for X ~ Binomial(2n, ½), by the product formula.
+    fn sign_test_point(n: usize) -> f64 {
+        (1..=n).map(|k| (n + k) as f64 / (4.0 * k as f64)).product()
+    }
 }
