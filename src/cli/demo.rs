@@ -65,7 +65,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!(
         "2. Training a burn model (MobileNetV2 with ImageNet weights, frozen, run once per image in ONNX Runtime, \
-         + two dense layers on the text) on the rows outside the hold-out split, from version {}",
+         stacked with a linear SVM on the text) on the rows outside the hold-out split, from version {}",
         imported.table_version
     );
     let mut config = TrainingConfig::demo().with_epochs(args.epochs);
