@@ -155,6 +155,15 @@ async fn a_stacked_fit_joins_the_text_svm_and_the_image_model_in_one_graph() {
     let evaluated = EvalJob::new(text_only.bundle.dir(), &fixture.products).execute().await.unwrap();
     let tolerance = 1.0 / evaluated.metrics.rows as f64 + 1e-9;
     assert!((evaluated.metrics.top1 - text_only.validation.top1).abs() <= tolerance);
+
+    // Several weights: the best enters the bundle only if its held-out gain beats chance.
+    let chosen = train("stacked-choice", stacked_settings(StackingConfig::new().image_weights)).await.unwrap();
+    let stacking = chosen.stacking.as_ref().unwrap();
+    let significant = stacking.images_p_value <= StackingConfig::new().image_significance;
+    // No net gain is never significant.
+    assert!(stacking.images_fixed > stacking.images_broke || !significant, "{stacking:?}");
+    assert_eq!(stacking.image_weight, if significant { stacking.best_image_weight } else { 0.0 }, "{stacking:?}");
+    assert_eq!(chosen.bundle.manifest().inputs.image.is_some(), stacking.image_weight > 0.0, "{stacking:?}");
 }
 
 /// Softmax of `logits / temperature`, row by row.
