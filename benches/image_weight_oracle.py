@@ -20,11 +20,9 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 from blake3 import blake3
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
-from linear_baseline import DATASETS, pruned_paths, validation_test
+from linear_baseline import DATASETS, DEFAULT_SPLIT, pruned_paths, text_features, validation_test
 
 
 def main(products, feature_cache):
@@ -33,7 +31,7 @@ def main(products, feature_cache):
         for row in pq.read_table(part, columns=["image_blake3", "features"]).to_pylist():
             features[row["image_blake3"]] = np.asarray(row["features"], dtype=np.float32)
     id_column, text_of, path_of = DATASETS["flipkart"]
-    is_validation = validation_test({"validation_fraction": 0.2, "salt": "lakecat-split-v1"})
+    is_validation = validation_test(DEFAULT_SPLIT)
     rows = [row for row in csv.DictReader(open(products, encoding="utf-8")) if row[id_column] and path_of(row)[0]]
     classes = pruned_paths([tuple(path_of(row)) for row in rows], 5)
     images, texts, labels, validation = [], [], [], []
@@ -54,15 +52,10 @@ def main(products, feature_cache):
     labels, validation = np.asarray(labels), np.asarray(validation)
     images /= np.linalg.norm(images, axis=1, keepdims=True)
     train = ~validation
-    text_features = FeatureUnion(
-        [
-            ("words", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)),
-            ("chars", TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 5), min_df=1)),
-        ]
-    )
-    text_svm = LinearSVC(C=10).fit(text_features.fit_transform(texts[train]), labels[train])
+    features = text_features()
+    text_svm = LinearSVC(C=10).fit(features.fit_transform(texts[train]), labels[train])
     image_svm = LinearSVC(C=1, max_iter=20000).fit(images[train], labels[train])
-    text_scores = text_svm.decision_function(text_features.transform(texts[validation]))
+    text_scores = text_svm.decision_function(features.transform(texts[validation]))
     image_scores = image_svm.decision_function(images[validation])
     truth = labels[validation]
     top1 = lambda scores: float((text_svm.classes_[np.argmax(scores, axis=1)] == truth).mean())

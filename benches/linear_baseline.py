@@ -87,9 +87,23 @@ def pruned_paths(paths, min_count):
     return {path: resolve(path) for path in set(paths)}
 
 
+# lakecat_core::split::Split's default.
+DEFAULT_SPLIT = {"validation_fraction": 0.2, "salt": "lakecat-split-v1"}
+
+
+def text_features():
+    """TF-IDF (sublinear tf) of words and pairs, and of character 3-5-grams within word boundaries."""
+    return FeatureUnion(
+        [
+            ("words", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)),
+            ("chars", TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 5), min_df=1)),
+        ]
+    )
+
+
 def split_and_min_count(manifest_path):
     if manifest_path == "-":
-        return {"validation_fraction": 0.2, "salt": "lakecat-split-v1"}, 1
+        return DEFAULT_SPLIT, 1
     recorded = json.load(open(manifest_path))["hyperparameters"]
     if "data" in recorded:
         return recorded["data"]["split"], recorded["data"]["min_count"]
@@ -119,14 +133,8 @@ def main(dataset, products, manifest_path):
     train = [row for row in rows if not is_validation(row[id_column])]
     test = [row for row in rows if is_validation(row[id_column])]
     label = lambda row: " > ".join(truth(row))
-    features = FeatureUnion(
-        [
-            ("words", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)),
-            ("chars", TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 5), min_df=1)),
-        ]
-    )
     search = GridSearchCV(
-        make_pipeline(features, LinearSVC()),
+        make_pipeline(text_features(), LinearSVC()),
         {"linearsvc__C": [0.1, 0.3, 1.0, 3.0, 10.0]},
         cv=KFold(3, shuffle=True, random_state=0),
         n_jobs=1,
