@@ -205,7 +205,7 @@ pub fn fit_stacked(
         match (image_weight > 0.0, best_image_weight > 0.0) {
             (true, _) => format!("; {counts}"),
             (false, true) => format!(
-                "; {counts}: above --image-significance {}, a gain chance could give, so the bundle reads text only",
+                "; {counts}: p above --image-significance {}, no more than chance would give, so the bundle reads text only",
                 stacking.image_significance
             ),
             (false, false) => "; the images did not help, so the bundle reads text only".into(),
