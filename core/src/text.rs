@@ -464,7 +464,7 @@ impl TextVectorizer {
             }
             (ngrams, _) => self.encode_words(ngrams, title, description, scratch, out),
         }
-        self.weigh(&scratch.written, out);
+        self.weigh(&scratch.terms_written, &scratch.ngrams_written, out);
     }
 
     /// The words and pairs of both fields, then the character n-grams of their words, if any.
@@ -476,7 +476,7 @@ impl TextVectorizer {
         scratch: &mut EncodeScratch,
         out: &mut [f32],
     ) {
-        let EncodeScratch { words, word_positions, ngram, written, .. } = scratch;
+        let EncodeScratch { words, word_positions, ngram, terms_written, ngrams_written, .. } = scratch;
         let encoding = self.spec.encoding;
         // The words of both fields stay in `words`, each with its input position if known.
         for text in [title, description].into_iter().flatten() {
@@ -486,27 +486,26 @@ impl TextVectorizer {
                     word_positions.push(position);
                 }
                 if let Some(position) = position {
-                    add_term(encoding, out, written, position, 1);
+                    add_term(encoding, out, terms_written, position, 1);
                 }
             });
         }
         let Some(ngrams) = ngrams else { return };
-        // So far `written` holds each distinct known word (and pair) once, and `out` its count:
+        // `terms_written` holds each distinct known word (and pair) once, and `out` its count:
         // its n-grams are added once, times that count (a word has ~20 n-grams, and
         // descriptions repeat their words: Flipkart, 39% of a field's words).
-        for index in 0..written.len() {
-            let position = written[index] as usize;
+        for &position in terms_written.iter() {
             // A word found in the vocabulary is a vocabulary word: its n-grams are known.
-            let (start, end) = self.word_ngrams[position];
-            let count = out[position] as u32;
+            let (start, end) = self.word_ngrams[position as usize];
+            let count = out[position as usize] as u32;
             for &ngram_position in &self.ngram_positions[start as usize..end as usize] {
-                add_term(encoding, out, written, ngram_position, count);
+                add_term(encoding, out, ngrams_written, ngram_position, count);
             }
         }
         for (bounds, position) in words.bounds.iter().zip(word_positions.iter()) {
             if position.is_none() {
                 self.for_each_ngram_position(ngrams, &words.words[bounds.clone()], ngram, |position| {
-                    add_term(encoding, out, written, position, 1)
+                    add_term(encoding, out, ngrams_written, position, 1)
                 });
             }
         }
@@ -517,7 +516,7 @@ impl TextVectorizer {
     /// up once for both its word and its n-grams (words never cross whitespace, so a token's
     /// words are those the whole text would give).
     fn encode_tokens(&self, ngrams: CharNgrams, text: &str, scratch: &mut EncodeScratch, out: &mut [f32]) {
-        let EncodeScratch { words, ngram, written, token, .. } = scratch;
+        let EncodeScratch { words, ngram, terms_written, ngrams_written, token, .. } = scratch;
         let encoding = self.spec.encoding;
         let first_word = words.bounds.len();
         for raw in text.split_whitespace() {
@@ -529,14 +528,14 @@ impl TextVectorizer {
                     words.words.push_str(token);
                     words.bounds.push(start..words.words.len());
                     if let Some(position) = position {
-                        add_term(encoding, out, written, position, 1);
+                        add_term(encoding, out, terms_written, position, 1);
                     }
                 }
                 position
             } else {
                 push_words(&self.spec, raw, words, |word| {
                     if let Some(&position) = self.index.get(word) {
-                        add_term(encoding, out, written, position, 1);
+                        add_term(encoding, out, terms_written, position, 1);
                     }
                 });
                 None
@@ -546,47 +545,52 @@ impl TextVectorizer {
                 Some(position) => {
                     let (start, end) = self.word_ngrams[position as usize];
                     for &ngram_position in &self.ngram_positions[start as usize..end as usize] {
-                        add_term(encoding, out, written, ngram_position, 1);
+                        add_term(encoding, out, ngrams_written, ngram_position, 1);
                     }
                 }
                 None => self.for_each_ngram_position(ngrams, token, ngram, |position| {
-                    add_term(encoding, out, written, position, 1)
+                    add_term(encoding, out, ngrams_written, position, 1)
                 }),
             }
         }
         for_each_pair(&self.spec, words, first_word, |pair| {
             if let Some(&position) = self.index.get(pair) {
-                add_term(encoding, out, written, position, 1);
+                add_term(encoding, out, terms_written, position, 1);
             }
         });
     }
 
-    /// TF-IDF's weighting of the counts at the positions `written`; nothing for other encodings.
-    fn weigh(&self, written: &[u32], out: &mut [f32]) {
+    /// TF-IDF's weighting of the counts at the positions written, words (and pairs) and
+    /// character n-grams apart; nothing for other encodings.
+    fn weigh(&self, terms_written: &[u32], ngrams_written: &[u32], out: &mut [f32]) {
         if self.spec.encoding == TextEncoding::TfIdf {
-            // Sums of squares of the words (and pairs), and of the n-grams when scaled apart.
-            let mut squares = [0.0f32; 2];
-            let part = |position: u32| usize::from(self.spec.row_norm == RowNorm::EachPart && self.is_ngram(position));
-            let sublinear_tf = &*SUBLINEAR_TF;
-            for &position in written {
-                let slot = &mut out[position as usize];
-                let tf = sublinear_tf.get(*slot as usize).copied().unwrap_or_else(|| 1.0 + slot.ln());
-                *slot = tf * self.spec.idf[position as usize];
-                squares[part(position)] += *slot * *slot;
-            }
-            let scales = squares.map(|squares| 1.0 / squares.sqrt());
-            for &position in written {
-                out[position as usize] *= scales[part(position)];
+            let (terms, ngrams) = (self.tf_idf(terms_written, out), self.tf_idf(ngrams_written, out));
+            let scales = match self.spec.row_norm {
+                RowNorm::Whole => [1.0 / (terms + ngrams).sqrt(); 2],
+                RowNorm::EachPart => [1.0 / terms.sqrt(), 1.0 / ngrams.sqrt()],
+            };
+            for (written, scale) in [terms_written, ngrams_written].into_iter().zip(scales) {
+                for &position in written {
+                    out[position as usize] *= scale;
+                }
             }
         }
     }
 
-    /// Whether an input position holds a character n-gram: a bucket, or a `#` term.
-    fn is_ngram(&self, position: u32) -> bool {
-        match self.spec.ngram_buckets {
-            Some(_) => position as usize >= self.spec.vocabulary.len(),
-            None => self.spec.vocabulary[position as usize].starts_with('#'),
-        }
+    /// Replaces each count at `written` by its sublinear tf × idf; returns their sum of squares
+    /// (kept in a register: summed through an array indexed by part, each addition waited on the
+    /// last one's store).
+    fn tf_idf(&self, written: &[u32], out: &mut [f32]) -> f32 {
+        let sublinear_tf = &*SUBLINEAR_TF;
+        written
+            .iter()
+            .map(|&position| {
+                let slot = &mut out[position as usize];
+                let tf = sublinear_tf.get(*slot as usize).copied().unwrap_or_else(|| 1.0 + slot.ln());
+                *slot = tf * self.spec.idf[position as usize];
+                *slot * *slot
+            })
+            .sum()
     }
 }
 
@@ -638,8 +642,10 @@ struct EncodeScratch {
     /// Per word of `words`: its input position, if in the vocabulary.
     word_positions: Vec<Option<u32>>,
     ngram: NgramScratch,
-    /// The input positions set, each once.
-    written: Vec<u32>,
+    /// The input positions set, each once: words and pairs, and character n-grams (which
+    /// [`RowNorm::EachPart`] scales apart).
+    terms_written: Vec<u32>,
+    ngrams_written: Vec<u32>,
     /// The token being cut ([`NgramSource::Tokens`]).
     token: String,
 }
@@ -650,7 +656,8 @@ impl EncodeScratch {
         self.words.words.clear();
         self.words.bounds.clear();
         self.word_positions.clear();
-        self.written.clear();
+        self.terms_written.clear();
+        self.ngrams_written.clear();
     }
 }
 
