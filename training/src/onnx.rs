@@ -43,13 +43,26 @@ pub fn export_onnx(model: &FusionModel, image: Option<&ImageSpec>, text_dim: usi
         (None, false) => return Err(Error::Export("the model has neither an image nor a text branch".into())),
     }
     .map_err(|error| Error::Export(error.to_string()))?;
-    let bytes = dynamic_batch(onnx.as_bytes())?;
+    let bytes = without_unused_initializers(&dynamic_batch(onnx.as_bytes())?)?;
     let (inputs, outputs) = graph_io_names(&bytes)?;
     let output = outputs.first().cloned().ok_or_else(|| Error::Export("the exported graph has no output".into()))?;
     let mut inputs = inputs.into_iter();
     let image_name = model.has_images().then(|| inputs.next()).flatten();
     let text_name = model.has_text().then(|| inputs.next()).flatten();
     Ok(Exported { model: bytes, image: image_name, text: text_name, output })
+}
+
+/// Drops the initializers no node reads: burn-onnx writes every parameter of the module, and a
+/// stacked text-only network ([`FusionModel::stacked`]) holds an image head it never calls,
+/// which ONNX Runtime would warn of on every session it opens.
+fn without_unused_initializers(model: &[u8]) -> Result<Vec<u8>> {
+    use onnx_ir::Message;
+    let fail = |error: String| Error::Export(format!("dropping unused initializers: {error}"));
+    let mut proto = onnx_ir::ModelProto::parse_from_bytes(model).map_err(|error| fail(error.to_string()))?;
+    let graph = proto.graph.mut_or_insert_default();
+    let read: std::collections::HashSet<String> = graph.node.iter().flat_map(|node| node.input.clone()).collect();
+    graph.initializer.retain(|tensor| read.contains(&tensor.name));
+    proto.write_to_bytes().map_err(|error| fail(error.to_string()))
 }
 
 /// Turns the traced batch size into a symbolic `batch` axis: axis 0 of every graph input and
@@ -92,4 +105,31 @@ pub(crate) fn dynamic_batch(model: &[u8]) -> Result<Vec<u8>> {
         tensor.raw_data = raw.into();
     }
     proto.write_to_bytes().map_err(|error| fail(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use onnx_ir::Message;
+
+    use super::*;
+    use crate::linear::LinearSvm;
+
+    #[test]
+    fn a_text_only_stacked_export_holds_only_initializers_its_nodes_read() {
+        let (dim, classes) = (6, 4);
+        let text_linear =
+            LinearSvm { weights: (0..dim * classes).map(|i| i as f32).collect(), bias: vec![0.5; classes], dim, classes };
+        let model = FusionModel::stacked(None, 0.0, &text_linear, &Device::default());
+        let exported = export_onnx(&model, None, dim).unwrap();
+        assert!(exported.image.is_none() && exported.text.is_some());
+        let proto = onnx_ir::ModelProto::parse_from_bytes(&exported.model).unwrap();
+        let graph = proto.graph.get_or_default();
+        let read: HashSet<&str> = graph.node.iter().flat_map(|node| node.input.iter().map(String::as_str)).collect();
+        let names: Vec<&str> = graph.initializer.iter().map(|tensor| tensor.name.as_str()).collect();
+        assert!(!names.is_empty(), "the wide path's weights are kept");
+        let unused: Vec<&&str> = names.iter().filter(|name| !read.contains(*name)).collect();
+        assert!(unused.is_empty(), "initializers no node reads: {unused:?}");
+    }
 }
