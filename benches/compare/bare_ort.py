@@ -21,7 +21,7 @@ def main():
     bundle = Bundle(args.bundle)
     rng = np.random.default_rng(0)
     images = rng.standard_normal((args.batch, 3, bundle.size[1], bundle.size[0]), dtype=np.float32) if bundle.image else None
-    texts = (rng.random((args.batch, len(bundle.text["vocabulary"])), dtype=np.float32) < 0.001).astype(np.float32) \
+    texts = (rng.random((args.batch, bundle.vectorizer.dim), dtype=np.float32) < 0.001).astype(np.float32) \
         if bundle.text else None
     bundle.score(images, texts)  # warm-up
     started = time.perf_counter()

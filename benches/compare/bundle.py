@@ -1,17 +1,19 @@
 """What the Python pipelines share: reading a lakecat bundle (model.onnx, image.json,
 text.json, taxonomy.json, manifest.json) and turning images, texts and logits into the same
 output as `categorize` (leaf id, confidence, every level), as a Python engineer would write it
-with Pillow, numpy, scikit-learn's CountVectorizer and one onnxruntime session."""
+with Pillow, numpy and one onnxruntime session; the text vector is built from text.json as
+lakecat's vectorizer builds it (core/src/text.rs), written out here because no Python library
+hashes fastText-style buckets with FNV-1a."""
 import argparse
 import io
 import json
 import os
+import functools
 import re
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
-from sklearn.feature_extraction.text import CountVectorizer
 
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "triangle": Image.BILINEAR,
             "catmull_rom": Image.BICUBIC, "bicubic": Image.BICUBIC, "lanczos3": Image.LANCZOS}
@@ -25,6 +27,81 @@ def pipeline_args():
     parser.add_argument("--output", required=True)
     parser.add_argument("--batch", type=int, default=64)
     return parser.parse_args()
+
+
+FNV_OFFSET, FNV_PRIME = 0x811C9DC5, 0x01000193
+
+
+def fnv1a_32(data):
+    value = FNV_OFFSET
+    for byte in data:
+        value = ((value ^ byte) * FNV_PRIME) & 0xFFFFFFFF
+    return value
+
+
+class TextVectorizer:
+    """A bundle's text.json applied to title + description: words (maximal alphanumeric runs of
+    at least min_token_chars, lower-cased), pairs of adjacent words within a field, character
+    n-grams of each framed "<word>" or whitespace token (ngram_source), in the vocabulary as
+    "#" + n-gram or hashed into buckets after it; multi-hot, counts or sublinear TF-IDF scaled
+    to unit length as a whole or words and n-grams apart (row_norm)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.index = {term: position for position, term in enumerate(spec["vocabulary"])}
+        self.word = re.compile(r"(?u)[^\W_]{%d,}" % spec["min_token_chars"])
+        self.char_ngrams = spec.get("char_ngrams")
+        self.buckets = spec.get("ngram_buckets")
+        self.words_from_tokens = spec.get("ngram_source", "words") == "tokens"
+        self.dim = len(spec["vocabulary"]) + (self.buckets["count"] if self.buckets else 0)
+        self.idf = np.array(spec.get("idf", []), dtype=np.float32)
+        # Which input positions hold n-grams: the buckets, or the vocabulary's "#" terms.
+        self.is_ngram = np.array([term.startswith("#") for term in spec["vocabulary"]]
+                                 + [True] * (self.dim - len(spec["vocabulary"])))
+        # A catalogue repeats its words: each one is cut and hashed once.
+        self.ngram_positions = functools.lru_cache(maxsize=1 << 16)(self._ngram_positions)
+
+    def _ngram_positions(self, source):
+        framed, (low, high) = f"<{source}>", (self.char_ngrams["min"], self.char_ngrams["max"])
+        ngrams = [framed[i:i + n] for n in range(low, min(high, len(framed)) + 1) for i in range(len(framed) - n + 1)]
+        if self.buckets:
+            first, count = len(self.spec["vocabulary"]), self.buckets["count"]
+            return tuple(first + fnv1a_32(ngram.encode()) % count for ngram in ngrams)
+        return tuple(p for p in (self.index.get("#" + ngram) for ngram in ngrams) if p is not None)
+
+    def positions(self, text):
+        """The input position of each term of one field that has one, with repeats."""
+        lowered = text.lower() if self.spec["lowercase"] else text
+        words = self.word.findall(lowered)
+        terms = words + ([f"{a} {b}" for a, b in zip(words, words[1:])] if self.spec["max_ngram"] == 2 else [])
+        found = [p for p in (self.index.get(term) for term in terms) if p is not None]
+        if self.char_ngrams:
+            for source in lowered.split() if self.words_from_tokens else words:
+                found.extend(self.ngram_positions(source))
+        return found
+
+    def batch(self, titles, descriptions):
+        out = np.zeros((len(titles), self.dim), dtype=np.float32)
+        encoding = self.spec["encoding"]
+        for row, fields in enumerate(zip(titles, descriptions)):
+            found = [p for field in fields if field for p in self.positions(field)]
+            if not found:
+                continue
+            positions, counts = np.unique(np.array(found, dtype=np.int64), return_counts=True)
+            if encoding == "multi_hot":
+                out[row, positions] = 1.0
+            elif encoding == "counts":
+                out[row, positions] = counts
+            else:
+                weights = (1.0 + np.log(counts)).astype(np.float32) * self.idf[positions]
+                parts = self.is_ngram[positions] if self.spec.get("row_norm", "whole") == "each_part" \
+                    else np.zeros(len(positions), dtype=bool)
+                for part in (False, True):
+                    chosen = parts == part
+                    if chosen.any():
+                        weights[chosen] /= np.sqrt(np.sum(weights[chosen] ** 2))
+                out[row, positions] = weights
+        return out
 
 
 class Bundle:
@@ -54,26 +131,7 @@ class Bundle:
             self.paths[int(leaf)] = path[::-1]
             self.depth = max(self.depth, len(path))
         if self.text:
-            spec = self.text
-            # lakecat's terms: words (maximal runs of alphanumeric characters, at least
-            # min_token_chars), pairs of adjacent words, then "#" + character n-grams of "<word>".
-            word = re.compile(r"(?u)[^\W_]{%d,}" % spec["min_token_chars"])
-            ngrams = spec.get("char_ngrams")
-
-            def terms(text):
-                words = word.findall(text.lower() if spec["lowercase"] else text)
-                out = list(words)
-                if spec["max_ngram"] == 2:
-                    out += [f"{a} {b}" for a, b in zip(words, words[1:])]
-                for w in words if ngrams else ():
-                    framed = f"<{w}>"
-                    for n in range(ngrams["min"], min(ngrams["max"], len(framed)) + 1):
-                        out += ["#" + framed[i:i + n] for i in range(len(framed) - n + 1)]
-                return out
-
-            self.vectorizer = CountVectorizer(
-                vocabulary={term: i for i, term in enumerate(spec["vocabulary"])},
-                analyzer=terms, binary=spec["encoding"] == "multi_hot", dtype=np.float32)
+            self.vectorizer = TextVectorizer(self.text)
         if self.image:
             self.mean = np.array(self.image["mean"], dtype=np.float32)
             self.std = np.array(self.image["std"], dtype=np.float32)
@@ -104,8 +162,7 @@ class Bundle:
         return batch
 
     def text_batch(self, titles, descriptions):
-        texts = [f"{t or ''} {d or ''}" for t, d in zip(titles, descriptions)]
-        return self.vectorizer.transform(texts).toarray()
+        return self.vectorizer.batch(titles, descriptions)
 
     def score(self, images, texts):
         """Logits → calibrated probabilities → (leaf id, confidence, levels) per row."""
