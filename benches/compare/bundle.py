@@ -5,10 +5,10 @@ with Pillow, numpy and one onnxruntime session; the text vector is built from te
 lakecat's vectorizer builds it (core/src/text.rs), written out here because no Python library
 hashes fastText-style buckets with FNV-1a."""
 import argparse
+import functools
 import io
 import json
 import os
-import functools
 import re
 
 import numpy as np
