@@ -577,9 +577,9 @@ impl TextVectorizer {
         }
     }
 
-    /// Replaces each count at `written` by its sublinear tf × idf; returns their sum of squares
-    /// (kept in a register: summed through an array indexed by part, each addition waited on the
-    /// last one's store).
+    /// Replaces each count at `written` by its sublinear tf × idf; returns their sum of squares.
+    /// One part at a time, so that the sum stays in a register (summed through an array indexed
+    /// by part, each addition waited for the store of the last).
     fn tf_idf(&self, written: &[u32], out: &mut [f32]) -> f32 {
         let sublinear_tf = &*SUBLINEAR_TF;
         written

@@ -17,7 +17,7 @@ use burn_onnx::export::OnnxExporter;
 use lakecat_core::{ImagePreprocessor, ImageSpec};
 
 use crate::model::{Backbone, FusionModel, FusionModelConfig, values};
-use crate::onnx::{TRACE_BATCH, dynamic_batch};
+use crate::onnx::{TRACE_BATCH, finish_graph};
 use crate::{Error, Result};
 
 /// Images preprocessed and run through the backbone per call.
@@ -138,7 +138,7 @@ impl FrozenBackbone {
                 model.image_features(images).expect("a frozen backbone has an image branch")
             })
             .map_err(|error| Error::Export(format!("the {:?} backbone: {error}", self.backbone)))?;
-        dynamic_batch(onnx.as_bytes())
+        finish_graph(onnx.as_bytes())
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Exported {
 }
 
 /// Batch size of the export trace. The batch axis is made symbolic afterwards
-/// ([`dynamic_batch`]); a prime no layer width uses keeps batch-derived dimensions recognisable.
+/// ([`make_batch_dynamic`]); a prime no layer width uses keeps batch-derived dimensions recognisable.
 pub(crate) const TRACE_BATCH: usize = 13;
 
 /// Exports `model` to ONNX with a dynamic batch axis. burn-onnx names graph inputs itself; they
@@ -43,7 +43,7 @@ pub fn export_onnx(model: &FusionModel, image: Option<&ImageSpec>, text_dim: usi
         (None, false) => return Err(Error::Export("the model has neither an image nor a text branch".into())),
     }
     .map_err(|error| Error::Export(error.to_string()))?;
-    let bytes = without_unused_initializers(&dynamic_batch(onnx.as_bytes())?)?;
+    let bytes = finish_graph(onnx.as_bytes())?;
     let (inputs, outputs) = graph_io_names(&bytes)?;
     let output = outputs.first().cloned().ok_or_else(|| Error::Export("the exported graph has no output".into()))?;
     let mut inputs = inputs.into_iter();
@@ -52,16 +52,15 @@ pub fn export_onnx(model: &FusionModel, image: Option<&ImageSpec>, text_dim: usi
     Ok(Exported { model: bytes, image: image_name, text: text_name, output })
 }
 
-/// Drops the initializers no node reads: burn-onnx writes every parameter of the module, and a
-/// stacked text-only network ([`FusionModel::stacked`]) holds an image head it never calls,
-/// which ONNX Runtime would warn of on every session it opens.
-fn without_unused_initializers(model: &[u8]) -> Result<Vec<u8>> {
+/// The traced graph as ONNX Runtime is given it, in one pass over the protobuf: a symbolic
+/// batch axis ([`make_batch_dynamic`]) and no initializer that no node reads.
+pub(crate) fn finish_graph(model: &[u8]) -> Result<Vec<u8>> {
     use onnx_ir::Message;
-    let fail = |error: String| Error::Export(format!("dropping unused initializers: {error}"));
+    let fail = |error: String| Error::Export(format!("finishing the exported graph: {error}"));
     let mut proto = onnx_ir::ModelProto::parse_from_bytes(model).map_err(|error| fail(error.to_string()))?;
     let graph = proto.graph.mut_or_insert_default();
-    let read: std::collections::HashSet<String> = graph.node.iter().flat_map(|node| node.input.clone()).collect();
-    graph.initializer.retain(|tensor| read.contains(&tensor.name));
+    make_batch_dynamic(graph)?;
+    drop_unused_initializers(graph);
     proto.write_to_bytes().map_err(|error| fail(error.to_string()))
 }
 
@@ -69,11 +68,8 @@ fn without_unused_initializers(model: &[u8]) -> Result<Vec<u8>> {
 /// output, and `-1` (inferred) in the first entry of each Reshape target that starts with it
 /// (the reshapes of activations, which keep the batch first; those of weights start with 1). Intermediate shape annotations are dropped; ONNX Runtime
 /// infers them.
-pub(crate) fn dynamic_batch(model: &[u8]) -> Result<Vec<u8>> {
-    use onnx_ir::Message;
+fn make_batch_dynamic(graph: &mut onnx_ir::GraphProto) -> Result<()> {
     let fail = |what: String| Error::Export(format!("making the batch axis dynamic: {what}"));
-    let mut proto = onnx_ir::ModelProto::parse_from_bytes(model).map_err(|error| fail(error.to_string()))?;
-    let graph = proto.graph.mut_or_insert_default();
     for value in graph.input.iter_mut().chain(graph.output.iter_mut()) {
         let dims = &mut value.type_.mut_or_insert_default().mut_tensor_type().shape.mut_or_insert_default().dim;
         let first = dims.first_mut().ok_or_else(|| fail(format!("{} has no dimensions", value.name)))?;
@@ -104,7 +100,15 @@ pub(crate) fn dynamic_batch(model: &[u8]) -> Result<Vec<u8>> {
         raw[..8].copy_from_slice(&(-1i64).to_le_bytes());
         tensor.raw_data = raw.into();
     }
-    proto.write_to_bytes().map_err(|error| fail(error.to_string()))
+    Ok(())
+}
+
+/// Drops the initializers no node reads: burn-onnx writes every parameter of the module, and a
+/// stacked text-only network ([`FusionModel::stacked`]) holds an image head it never calls,
+/// which ONNX Runtime would warn of on every session it opens.
+fn drop_unused_initializers(graph: &mut onnx_ir::GraphProto) {
+    let read: std::collections::HashSet<String> = graph.node.iter().flat_map(|node| node.input.clone()).collect();
+    graph.initializer.retain(|tensor| read.contains(&tensor.name));
 }
 
 #[cfg(test)]
