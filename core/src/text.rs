@@ -455,7 +455,7 @@ impl TextVectorizer {
         scratch: &mut EncodeScratch,
         out: &mut [f32],
     ) {
-        scratch.clear();
+        scratch.clear(self.dim());
         match (self.spec.char_ngrams, self.spec.ngram_source) {
             (Some(ngrams), NgramSource::Tokens) => {
                 for text in [title, description].into_iter().flatten() {
@@ -464,7 +464,7 @@ impl TextVectorizer {
             }
             (ngrams, _) => self.encode_words(ngrams, title, description, scratch, out),
         }
-        self.weigh(&scratch.terms_written, &scratch.ngrams_written, out);
+        self.weigh(scratch.terms_written.positions(), scratch.ngrams_written.positions(), out);
     }
 
     /// The words and pairs of both fields, then the character n-grams of their words, if any.
@@ -494,7 +494,7 @@ impl TextVectorizer {
         // `terms_written` holds each distinct known word (and pair) once, and `out` its count:
         // its n-grams are added once, times that count (a word has ~20 n-grams, and
         // descriptions repeat their words: Flipkart, 39% of a field's words).
-        for &position in terms_written.iter() {
+        for &position in terms_written.positions() {
             // A word found in the vocabulary is a vocabulary word: its n-grams are known.
             let (start, end) = self.word_ngrams[position as usize];
             let count = out[position as usize] as u32;
@@ -615,11 +615,9 @@ fn char_count(text: &str) -> usize {
 
 /// Adds `count` occurrences of the term at `position` (sets it, for multi-hot), noting the
 /// position in `written` the first time.
-fn add_term(encoding: TextEncoding, out: &mut [f32], written: &mut Vec<u32>, position: u32, count: u32) {
+fn add_term(encoding: TextEncoding, out: &mut [f32], written: &mut Written, position: u32, count: u32) {
     let slot = &mut out[position as usize];
-    if *slot == 0.0 {
-        written.push(position);
-    }
+    written.note(position, *slot == 0.0);
     match encoding {
         TextEncoding::MultiHot => *slot = 1.0,
         TextEncoding::Counts | TextEncoding::TfIdf => *slot += count as f32,
@@ -644,20 +642,50 @@ struct EncodeScratch {
     ngram: NgramScratch,
     /// The input positions set, each once: words and pairs, and character n-grams (which
     /// [`RowNorm::EachPart`] scales apart).
-    terms_written: Vec<u32>,
-    ngrams_written: Vec<u32>,
+    terms_written: Written,
+    ngrams_written: Written,
     /// The token being cut ([`NgramSource::Tokens`]).
     token: String,
 }
 
 impl EncodeScratch {
-    /// Empties the buffers for a new row, keeping their capacity.
-    fn clear(&mut self) {
+    /// Empties the buffers for a new row of `dim` inputs, keeping their capacity.
+    fn clear(&mut self, dim: usize) {
         self.words.words.clear();
         self.words.bounds.clear();
         self.word_positions.clear();
-        self.terms_written.clear();
-        self.ngrams_written.clear();
+        self.terms_written.clear(dim);
+        self.ngrams_written.clear(dim);
+    }
+}
+
+/// Input positions, each noted once, without a branch on whether it is new: whether a term
+/// was seen before in the row is a coin toss to the branch predictor (a word's twenty-odd
+/// n-grams are all new or all seen, then the next word's differ).
+#[derive(Default)]
+struct Written {
+    /// At least one more than the row's inputs, so that the next place is always there.
+    slots: Vec<u32>,
+    len: usize,
+}
+
+impl Written {
+    fn clear(&mut self, dim: usize) {
+        if self.slots.len() <= dim {
+            self.slots.resize(dim + 1, 0);
+        }
+        self.len = 0;
+    }
+
+    /// Writes `position` in the next place, and keeps it there if `new`.
+    fn note(&mut self, position: u32, new: bool) {
+        // In bounds: `len` counts distinct positions of the row, at most `dim`.
+        self.slots[self.len] = position;
+        self.len += usize::from(new);
+    }
+
+    fn positions(&self) -> &[u32] {
+        &self.slots[..self.len]
     }
 }
 
