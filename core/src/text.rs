@@ -90,6 +90,7 @@ impl NgramBuckets {
 
 /// The strings cut into character n-grams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum NgramSource {
     /// Each word (alphanumeric run of `min_token_chars` or more): "T-Shirt" is cut as "shirt".
@@ -110,6 +111,7 @@ impl NgramSource {
 
 /// How a `tf_idf` row is scaled to unit length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum RowNorm {
     /// The whole row at once.
@@ -161,6 +163,7 @@ impl CharNgrams {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum TextEncoding {
     MultiHot,

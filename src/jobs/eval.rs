@@ -180,11 +180,12 @@ fn normalize(batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// Which rows `lakecat eval` scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EvalRows {
     /// The bundle's validation split (by its recorded split); all rows if it records none.
     #[default]
     Validation,
+    /// The bundle's training split.
     Train,
     All,
 }

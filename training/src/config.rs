@@ -160,6 +160,7 @@ pub struct OptimizerConfig {
 
 /// How the learning rate changes over the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum LearningRateSchedule {
     Constant,

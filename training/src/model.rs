@@ -31,15 +31,19 @@ use crate::{Error, Result};
 
 /// The image branch's backbone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Backbone {
     /// A small CNN trained from scratch (seconds per epoch on a laptop; tests and the demo).
     Tiny,
     /// MobileNetV2 with ImageNet weights, frozen: its features are computed once per run.
     #[serde(rename = "mobilenet-v2")]
+    #[cfg_attr(feature = "clap", value(name = "mobilenet-v2"))]
     MobileNetV2,
-    /// ResNet-50 (the original pipeline's) with user-supplied torchvision weights, frozen.
+    /// ResNet-50 (the original pipeline's) with user-supplied torchvision weights (torchvision's
+    /// resnet50 checkpoint), frozen; heavy on a CPU.
     #[serde(rename = "resnet-50")]
+    #[cfg_attr(feature = "clap", value(name = "resnet-50"))]
     ResNet50,
 }
 

@@ -106,6 +106,7 @@ impl SearchSpace {
 
 /// Grid: every combination in order; random: a seeded sample without repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum SearchStrategy {
     Grid,
