@@ -10,12 +10,15 @@ use crate::taxonomy::{Node, Taxonomy, split_path};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TaxonomyFormat {
-    /// `# Google_Product_Taxonomy_Version: …` then `ID - A > B > C` per line; ids are kept.
+    /// Google's product taxonomy: `# Google_Product_Taxonomy_Version: …` then `ID - A > B > C`
+    /// per line; ids are kept.
     Google,
-    /// One path per line, root first; ids are given in sorted path order.
+    /// One category path per line, root first, `A > B > C` or `A >> B >> C`; ids are given in
+    /// sorted path order.
     Paths,
-    /// The bundle's `taxonomy.json`.
+    /// A model bundle's `taxonomy.json`.
     Json,
 }
 

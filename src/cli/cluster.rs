@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use clap::{Args, Subcommand};
 use lakecat::cluster::{ExecutorBuilder, SchedulerBuilder};
 
-use super::DeviceArg;
+use lakecat_udfs::Device;
 
 /// Run lakecat on an Apache DataFusion Ballista cluster.
 ///
@@ -76,8 +76,8 @@ struct ExecutorArgs {
     #[arg(long)]
     task_slots: Option<usize>,
     /// Where models run: auto (CUDA when available, else CPU), cpu or cuda.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
     /// Rows per ONNX Runtime call.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -104,7 +104,7 @@ pub async fn run(args: ClusterArgs, storage: lakecat::StorageOptions) -> anyhow:
             let mut executor = ExecutorBuilder::new(&args.scheduler)?
                 .with_address(&args.bind, args.external_host.clone())
                 .with_ports(args.port, args.grpc_port)
-                .with_device(args.device.into())
+                .with_device(args.device)
                 .with_batch_size(args.batch_size)
                 .with_storage_options(storage);
             if let Some(slots) = args.task_slots {

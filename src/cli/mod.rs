@@ -172,25 +172,6 @@ impl From<WriteMode> for deltalake::protocol::SaveMode {
     }
 }
 
-/// `--device` of commands that run a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeviceArg {
-    /// CUDA when available, else CPU.
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-impl From<DeviceArg> for lakecat_udfs::Device {
-    fn from(device: DeviceArg) -> Self {
-        match device {
-            DeviceArg::Auto => Self::Auto,
-            DeviceArg::Cpu => Self::Cpu,
-            DeviceArg::Cuda => Self::Cuda,
-        }
-    }
-}
-
 /// Splits `LOCATION@VERSION` into the location and the version (`None` without a version).
 pub fn split_version(location: &str) -> anyhow::Result<(String, Option<u64>)> {
     match location.rsplit_once('@') {

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lakecat::jobs::{RefreshJob, RefreshReport};
 
-use super::DeviceArg;
+use lakecat_udfs::Device;
 
 /// Keep a predictions Delta table in step with a products table.
 ///
@@ -67,8 +67,8 @@ pub struct RefreshArgs {
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Where the model runs.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
     /// A session setting, KEY=VALUE (repeatable), e.g. lakecat.fetch_timeout_secs=10,
     /// lakecat.allowed_locations=s3://bucket/images/, datafusion.execution.target_partitions=4.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -94,7 +94,7 @@ pub async fn run(args: RefreshArgs, storage: lakecat::StorageOptions) -> anyhow:
         .with_delete_missing(args.delete_missing)
         .with_delete_guard(args.max_delete_fraction, args.force_delete)
         .with_batch_size(args.batch_size)
-        .with_device(args.device.into())
+        .with_device(args.device)
         .with_max_attempts(args.max_attempts)
         .with_storage_options(storage);
     if let Some(version) = version {

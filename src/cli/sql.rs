@@ -8,7 +8,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 use lakecat::SessionBuilder;
 
-use super::{DeviceArg, WriteMode};
+use super::WriteMode;
+use lakecat_udfs::Device;
 
 /// Run SQL over Delta tables with lakecat's functions.
 ///
@@ -76,8 +77,8 @@ pub struct SessionArgs {
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Where models run: auto (CUDA when available, else CPU), cpu or cuda.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
     /// A taxonomy store (`lakecat taxonomy import`): its versions are what taxonomy_id and
     /// taxonomy_migrate know.
     #[arg(long, value_name = "LOCATION")]
@@ -101,7 +102,7 @@ impl SessionArgs {
     pub async fn build(&self, storage: &lakecat::StorageOptions) -> anyhow::Result<lakecat::LakecatSession> {
         let mut builder = SessionBuilder::new()
             .with_batch_size(self.batch_size)
-            .with_device(self.device.into())
+            .with_device(self.device)
             .with_storage_options(storage.clone());
         for table in &self.tables {
             let (name, location, version) = parse_table(table)?;

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use lakecat::jobs::{PruneJob, TaxonomyStore};
 use lakecat_core::taxonomy_formats::parse_rules;
 use lakecat_core::{Pruner, SmallCategories, TaxonomyFormat};
@@ -72,33 +72,13 @@ struct MigrateArgs {
     store: String,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    /// Google's product taxonomy: `ID - A > B > C` per line (ids kept).
-    Google,
-    /// One category path per line, `A > B > C` or `A >> B >> C` (ids given in path order).
-    Paths,
-    /// A model bundle's taxonomy.json.
-    Json,
-}
-
-impl From<Format> for TaxonomyFormat {
-    fn from(format: Format) -> Self {
-        match format {
-            Format::Google => Self::Google,
-            Format::Paths => Self::Paths,
-            Format::Json => Self::Json,
-        }
-    }
-}
-
 /// Store a taxonomy file as a named version.
 #[derive(Debug, Args)]
 struct ImportArgs {
     /// The taxonomy file.
     file: PathBuf,
     #[arg(long, value_enum)]
-    format: Format,
+    format: TaxonomyFormat,
     /// The version's name (Google files carry their own).
     #[arg(long)]
     name: Option<String>,
@@ -114,7 +94,7 @@ struct ExportArgs {
     #[arg(long)]
     name: String,
     #[arg(long, value_enum)]
-    format: Format,
+    format: TaxonomyFormat,
     /// Where to write (default: standard output).
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -173,7 +153,7 @@ pub async fn run(args: TaxonomyArgs, storage: lakecat::StorageOptions) -> anyhow
         TaxonomyCommand::Import(args) => {
             let text =
                 std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-            let taxonomy = TaxonomyFormat::from(args.format).parse(&text, args.name.as_deref())?;
+            let taxonomy = args.format.parse(&text, args.name.as_deref())?;
             let table_version = store(&args.store).save(&taxonomy).await?;
             println!(
                 "stored taxonomy {:?} in {} (table version {table_version}): {} categories, {} leaves, depth {}",
@@ -186,7 +166,7 @@ pub async fn run(args: TaxonomyArgs, storage: lakecat::StorageOptions) -> anyhow
         }
         TaxonomyCommand::Export(args) => {
             let taxonomy = store(&args.store).load(&args.name).await?;
-            let text = TaxonomyFormat::from(args.format).render(&taxonomy);
+            let text = args.format.render(&taxonomy);
             match args.output {
                 Some(path) => {
                     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?

@@ -123,8 +123,12 @@ mod tests {
     #[test]
     fn a_text_only_stacked_export_holds_only_initializers_its_nodes_read() {
         let (dim, classes) = (6, 4);
-        let text_linear =
-            LinearSvm { weights: (0..dim * classes).map(|i| i as f32).collect(), bias: vec![0.5; classes], dim, classes };
+        let text_linear = LinearSvm {
+            weights: (0..dim * classes).map(|i| i as f32).collect(),
+            bias: vec![0.5; classes],
+            dim,
+            classes,
+        };
         let model = FusionModel::stacked(None, 0.0, &text_linear, &Device::default());
         let exported = export_onnx(&model, None, dim).unwrap();
         assert!(exported.image.is_none() && exported.text.is_some());

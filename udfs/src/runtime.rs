@@ -125,6 +125,7 @@ pub fn loaded_library() -> String {
 
 /// Which ONNX Runtime execution provider to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Device {
     /// CUDA when it can be registered, otherwise the CPU.
     #[default]
